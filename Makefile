@@ -1,0 +1,26 @@
+# The two commands of the README:
+#   make run   fetch the default models, build, and serve on 127.0.0.1:50051 (metrics :9464)
+#   make test  fetch the default models, set up the Python client, and run every test
+PYTHON ?= python3
+VENV := .venv
+
+.PHONY: run test models pydeps fmt
+
+run: models
+	cargo run --release -- serve $(ARGS)
+
+test: models pydeps
+	LETHE_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --locked
+
+models:
+	./scripts/fetch-models.sh
+
+# grpcio/grpcio-tools for the Python example client, in a virtualenv of the project's own.
+pydeps: $(VENV)/.installed
+$(VENV)/.installed: examples/python/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r examples/python/requirements.txt
+	touch $@
+
+fmt:
+	cargo fmt --all

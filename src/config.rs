@@ -1,0 +1,219 @@
+//! One configuration struct, filled from (lowest to highest precedence) built-in defaults, a
+//! TOML file, `LETHE_*` environment variables and command-line flags.
+use crate::model::ServedFormat;
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address (inference, health, reflection).
+    pub listen: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    pub metrics_listen: SocketAddr,
+    /// GGUF model file to serve.
+    pub model: PathBuf,
+    /// Weight format the model is served in.
+    pub served_format: ServedFormat,
+    /// Generations that run at once; more wait in the queue.
+    pub max_concurrent_generations: usize,
+    /// Requests that may wait for a generation slot; beyond it RESOURCE_EXHAUSTED.
+    pub max_queued_requests: usize,
+    /// Upper limit a request may ask for in `max_new_tokens`.
+    pub max_new_tokens_limit: u32,
+    /// `max_new_tokens` when a request does not set it.
+    pub default_max_new_tokens: u32,
+    /// `temperature` when a request does not set it (0 = greedy).
+    pub default_temperature: f32,
+    /// Largest accepted request message, in bytes.
+    pub max_request_bytes: usize,
+    /// On SIGTERM, how long in-flight requests may run before the server exits anyway.
+    pub drain_timeout_secs: f64,
+    pub log_format: LogFormat,
+    /// Log prompts and outputs (debugging only: they may contain forgotten content).
+    pub log_content: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".parse().expect("valid literal"),
+            metrics_listen: "127.0.0.1:9464".parse().expect("valid literal"),
+            model: PathBuf::from("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            served_format: ServedFormat::default(),
+            max_concurrent_generations: 2,
+            max_queued_requests: 16,
+            max_new_tokens_limit: 1024,
+            default_max_new_tokens: 256,
+            default_temperature: 0.7,
+            max_request_bytes: 1 << 20,
+            drain_timeout_secs: 30.0,
+            log_format: LogFormat::default(),
+            log_content: false,
+        }
+    }
+}
+
+/// Flags of `lethe serve`; each also reads a `LETHE_*` environment variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file (keys as the long flags, with `_` for `-`).
+    #[arg(long, env = "LETHE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "LETHE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus /metrics listen address [default: 127.0.0.1:9464].
+    #[arg(long, env = "LETHE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// GGUF model file [default: models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf].
+    #[arg(long, env = "LETHE_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Weight format to serve in [default: q8_0].
+    #[arg(long, env = "LETHE_SERVED_FORMAT")]
+    pub served_format: Option<ServedFormat>,
+    /// Generations running at once [default: 2].
+    #[arg(long, env = "LETHE_MAX_CONCURRENT_GENERATIONS")]
+    pub max_concurrent_generations: Option<usize>,
+    /// Requests allowed to wait for a slot; more get RESOURCE_EXHAUSTED [default: 16].
+    #[arg(long, env = "LETHE_MAX_QUEUED_REQUESTS")]
+    pub max_queued_requests: Option<usize>,
+    /// Largest max_new_tokens a request may ask for [default: 1024].
+    #[arg(long, env = "LETHE_MAX_NEW_TOKENS_LIMIT")]
+    pub max_new_tokens_limit: Option<u32>,
+    /// max_new_tokens for requests that do not set it [default: 256].
+    #[arg(long, env = "LETHE_DEFAULT_MAX_NEW_TOKENS")]
+    pub default_max_new_tokens: Option<u32>,
+    /// temperature for requests that do not set it [default: 0.7].
+    #[arg(long, env = "LETHE_DEFAULT_TEMPERATURE")]
+    pub default_temperature: Option<f32>,
+    /// Largest request message in bytes [default: 1048576].
+    #[arg(long, env = "LETHE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Seconds in-flight requests may take to finish after SIGTERM [default: 30].
+    #[arg(long, env = "LETHE_DRAIN_TIMEOUT_SECS")]
+    pub drain_timeout_secs: Option<f64>,
+    /// Log format [default: text].
+    #[arg(long, env = "LETHE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log prompt and output text (debugging only; it may contain forgotten content).
+    #[arg(long, env = "LETHE_LOG_CONTENT")]
+    pub log_content: Option<bool>,
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Defaults, then the config file, then environment and flags (clap merges those two).
+    pub fn load(args: &ServeArgs) -> Result<Self> {
+        let mut cfg = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &args.$field { cfg.$field = v.clone(); }
+            )*};
+        }
+        overlay!(
+            listen,
+            metrics_listen,
+            model,
+            served_format,
+            max_concurrent_generations,
+            max_queued_requests,
+            max_new_tokens_limit,
+            default_max_new_tokens,
+            default_temperature,
+            max_request_bytes,
+            drain_timeout_secs,
+            log_format,
+            log_content
+        );
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        anyhow::ensure!(
+            self.max_concurrent_generations >= 1,
+            "max_concurrent_generations must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_new_tokens_limit >= 1,
+            "max_new_tokens_limit must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=self.max_new_tokens_limit).contains(&self.default_max_new_tokens),
+            "default_max_new_tokens must be between 1 and max_new_tokens_limit ({})",
+            self.max_new_tokens_limit
+        );
+        anyhow::ensure!(
+            self.default_temperature.is_finite() && self.default_temperature >= 0.0,
+            "default_temperature must be a finite number >= 0"
+        );
+        anyhow::ensure!(
+            self.drain_timeout_secs.is_finite() && self.drain_timeout_secs >= 0.0,
+            "drain_timeout_secs must be a finite number >= 0"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lethe.toml");
+        std::fs::write(
+            &path,
+            "max_queued_requests = 3\nlisten = \"127.0.0.1:7000\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:7001".parse().unwrap()),
+            ..Default::default()
+        };
+        let cfg = Config::load(&args).unwrap();
+        assert_eq!(cfg.max_queued_requests, 3);
+        assert_eq!(cfg.listen.port(), 7001);
+        assert_eq!(
+            cfg.max_concurrent_generations,
+            Config::default().max_concurrent_generations
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lethe.toml");
+        std::fs::write(&path, "max_queue = 3\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("max_queue"), "{err:#}");
+
+        let args = ServeArgs {
+            default_temperature: Some(f32::NAN),
+            ..Default::default()
+        };
+        assert!(Config::load(&args).is_err());
+    }
+}

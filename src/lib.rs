@@ -1,0 +1,14 @@
+//! Lethe: a gRPC model-serving guard that makes forgetting real at two depths — unlearning in
+//! the weights and a runtime suppression layer on every generation.
+pub mod config;
+pub mod metrics;
+pub mod model;
+pub mod server;
+
+/// Generated gRPC types and services of `lethe.v1`.
+pub mod proto {
+    tonic::include_proto!("lethe.v1");
+    /// Encoded descriptors of the protos, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/lethe_descriptor.bin"));
+}

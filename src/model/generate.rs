@@ -1,0 +1,260 @@
+//! Token-by-token generation: one prompt forward, then one decode step per call, with an
+//! optional logits mask (decode-time masking) and UTF-8-safe streaming detokenization.
+use super::Model;
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
+use candle_transformers::models::quantized_llama::ModelWeights;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// 0 = greedy.
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+}
+
+impl Sampling {
+    fn to_candle(&self) -> CandleSampling {
+        let temperature = self.temperature;
+        if temperature <= 0.0 {
+            return CandleSampling::ArgMax;
+        }
+        match (self.top_k, self.top_p) {
+            (None, None) => CandleSampling::All { temperature },
+            (Some(k), None) => CandleSampling::TopK { k, temperature },
+            (None, Some(p)) => CandleSampling::TopP { p, temperature },
+            (Some(k), Some(p)) => CandleSampling::TopKThenTopP { k, p, temperature },
+        }
+    }
+}
+
+/// One decode step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A token was produced; `text` is the newly decodable text (may be empty while a
+    /// multi-byte character is incomplete).
+    Token { id: u32, text: String, masked: bool },
+    /// The model produced an end-of-sequence token.
+    Eos,
+}
+
+pub struct Generator<'m> {
+    model: &'m Model,
+    weights: ModelWeights,
+    sampler: LogitsProcessor,
+    /// Prompt and generated tokens.
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// Tokens already in the KV cache.
+    cached: usize,
+    decoder: TextDecoder,
+}
+
+impl<'m> Generator<'m> {
+    pub fn new(model: &'m Model, prompt: Vec<u32>, sampling: &Sampling) -> Self {
+        let prompt_len = prompt.len();
+        Self {
+            model,
+            weights: model.fresh_weights(),
+            sampler: LogitsProcessor::from_sampling(sampling.seed, sampling.to_candle()),
+            tokens: prompt,
+            prompt_len,
+            cached: 0,
+            decoder: TextDecoder::new(prompt_len),
+        }
+    }
+
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt_len
+    }
+
+    pub fn generated(&self) -> &[u32] {
+        &self.tokens[self.prompt_len..]
+    }
+
+    /// Runs the model on the tokens not yet cached (the whole prompt the first time) and samples
+    /// the next token. `mask` may forbid tokens by setting their logit to `f32::NEG_INFINITY`
+    /// given the tokens generated so far; it returns whether it changed anything.
+    pub fn step(&mut self, mask: impl FnOnce(&[u32], &mut [f32]) -> bool) -> Result<Step> {
+        let input = Tensor::new(&self.tokens[self.cached..], &Device::Cpu)?.unsqueeze(0)?;
+        let logits = self.weights.forward(&input, self.cached)?.squeeze(0)?;
+        self.cached = self.tokens.len();
+        let mut logits: Vec<f32> = logits.to_vec1()?;
+        let masked = mask(self.generated(), &mut logits);
+        if logits.iter().all(|l| *l == f32::NEG_INFINITY) {
+            anyhow::bail!("every token was masked");
+        }
+        let logits = Tensor::new(logits, &Device::Cpu)?;
+        let id = self.sampler.sample(&logits)?;
+        if self.model.eos_tokens.contains(&id) {
+            return Ok(Step::Eos);
+        }
+        self.tokens.push(id);
+        let text = self.decoder.next(self.model, &self.tokens)?;
+        Ok(Step::Token { id, text, masked })
+    }
+
+    /// Text still held by the decoder (an incomplete character at the very end).
+    pub fn flush(&mut self) -> Result<String> {
+        self.decoder.flush(self.model, &self.tokens)
+    }
+}
+
+/// Streaming detokenizer: byte-level BPE tokens can end inside a multi-byte character, and
+/// decoding tokens one by one loses the spaces some decoders add between tokens, so text is
+/// decoded over a sliding range and only complete characters are released.
+struct TextDecoder {
+    prev: usize,
+    current: usize,
+}
+
+impl TextDecoder {
+    fn new(start: usize) -> Self {
+        Self {
+            prev: start,
+            current: start,
+        }
+    }
+
+    fn next(&mut self, model: &Model, tokens: &[u32]) -> Result<String> {
+        let before = model.decode(&tokens[self.prev..self.current])?;
+        let now = model.decode(&tokens[self.prev..])?;
+        if now.len() <= before.len() || now.ends_with('\u{FFFD}') {
+            return Ok(String::new());
+        }
+        let delta = now
+            .strip_prefix(before.as_str())
+            .unwrap_or(&now)
+            .to_string();
+        self.prev = self.current;
+        self.current = tokens.len();
+        Ok(delta)
+    }
+
+    fn flush(&mut self, model: &Model, tokens: &[u32]) -> Result<String> {
+        let before = model.decode(&tokens[self.prev..self.current])?;
+        let now = model.decode(&tokens[self.prev..])?;
+        self.prev = tokens.len();
+        self.current = tokens.len();
+        Ok(now
+            .strip_prefix(before.as_str())
+            .unwrap_or(&now)
+            .to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{fixture, ServedFormat};
+
+    fn tiny() -> (tempfile::TempDir, Model) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        fixture::write_tiny_llama(&path, 7).unwrap();
+        let model = Model::load(&path, ServedFormat::Q8_0).unwrap();
+        (dir, model)
+    }
+
+    fn sample(model: &Model, seed: u64, temperature: f64, n: usize) -> (Vec<u32>, String) {
+        let prompt = model.encode("the cat sat on the mat").unwrap();
+        let sampling = Sampling {
+            temperature,
+            top_p: None,
+            top_k: None,
+            seed,
+        };
+        let mut g = Generator::new(model, prompt, &sampling);
+        let mut text = String::new();
+        for _ in 0..n {
+            match g.step(|_, _| false).unwrap() {
+                Step::Token { text: t, .. } => text.push_str(&t),
+                Step::Eos => break,
+            }
+        }
+        text.push_str(&g.flush().unwrap());
+        (g.generated().to_vec(), text)
+    }
+
+    #[test]
+    fn streaming_decoder_never_splits_a_character_and_loses_nothing() {
+        let (_dir, model) = tiny();
+        let text = "héllo wörld, 日本語 🎉 and 1234 the end";
+        let ids = model.encode(text).unwrap();
+        assert!(
+            ids.len() > text.chars().count(),
+            "multi-byte chars span several tokens"
+        );
+        let mut dec = TextDecoder::new(0);
+        let mut out = String::new();
+        for i in 1..=ids.len() {
+            let delta = dec.next(&model, &ids[..i]).unwrap();
+            assert!(!delta.contains('\u{FFFD}'), "split character in {delta:?}");
+            out.push_str(&delta);
+        }
+        out.push_str(&dec.flush(&model, &ids).unwrap());
+        assert_eq!(out, text);
+    }
+
+    #[test]
+    fn same_seed_same_output_other_seed_other_output() {
+        let (_dir, model) = tiny();
+        let a = sample(&model, 42, 1.0, 24);
+        assert_eq!(a, sample(&model, 42, 1.0, 24));
+        assert_ne!(a.0, sample(&model, 43, 1.0, 24).0);
+        assert_eq!(
+            sample(&model, 1, 0.0, 24),
+            sample(&model, 2, 0.0, 24),
+            "greedy ignores the seed"
+        );
+    }
+
+    #[test]
+    fn streamed_text_equals_decoding_all_tokens() {
+        let (_dir, model) = tiny();
+        let (ids, text) = sample(&model, 5, 0.0, 30);
+        assert_eq!(text, model.decode(&ids).unwrap());
+    }
+
+    #[test]
+    fn mask_forbids_tokens_and_reports_it() {
+        let (_dir, model) = tiny();
+        let prompt = model.encode("the").unwrap();
+        let greedy = Sampling {
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+            seed: 0,
+        };
+        let mut g = Generator::new(&model, prompt.clone(), &greedy);
+        let Step::Token {
+            id: first, masked, ..
+        } = g.step(|_, _| false).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!masked);
+        let mut g = Generator::new(&model, prompt, &greedy);
+        let step = g
+            .step(|_, logits| {
+                logits[first as usize] = f32::NEG_INFINITY;
+                true
+            })
+            .unwrap();
+        let Step::Token { id, masked, .. } = step else {
+            panic!("{step:?}")
+        };
+        assert!(masked);
+        assert_ne!(id, first);
+    }
+
+    #[test]
+    fn fixture_is_converted_to_the_served_format() {
+        let (_dir, model) = tiny();
+        assert_eq!(model.info.file_format, "q4_1");
+        assert_eq!(model.info.served_format, "q8_0");
+        assert_eq!(model.info.context_length, fixture::CONTEXT as usize);
+    }
+}

@@ -1,0 +1,240 @@
+//! The `lethe.v1.Inference` service: validate, admit, generate on a blocking thread, reply.
+use super::generation::{self, Event, Summary};
+use super::validate::{validate, Job};
+use super::State;
+use crate::proto::inference_server::Inference;
+use crate::proto::{
+    CheckRequest, CheckResponse, FinishReason, GenerateRequest, GenerateResponse,
+    GenerateStreamResponse, GetModelInfoRequest, ModelInfo, Usage,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+pub struct InferenceService {
+    state: Arc<State>,
+}
+
+impl InferenceService {
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+
+    /// Validates and admits a request, then starts its generation; events arrive on the
+    /// returned channel. The generation slot is released when the generation ends.
+    async fn start(
+        &self,
+        req: &GenerateRequest,
+        deadline: Option<Instant>,
+    ) -> Result<(Job, mpsc::Receiver<Event>), Status> {
+        let model = self.state.model.clone();
+        let job = validate(req, &self.state.config, &model)?;
+        let queued_at = Instant::now();
+        let admitted = self.state.admission.admit();
+        let permit = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), admitted)
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded(
+                        "deadline exceeded while queued for a generation slot",
+                    )
+                })?,
+            None => admitted.await,
+        }
+        .map_err(|_| {
+            Status::resource_exhausted(format!(
+                "server busy: {} generations running and the queue of {} is full; retry later",
+                self.state.config.max_concurrent_generations, self.state.config.max_queued_requests
+            ))
+        })?;
+        crate::metrics::queue_time(queued_at.elapsed());
+        if self.state.config.log_content {
+            tracing::debug!(request_id = %job.request_id, prompt = ?req.prompt, messages = ?req.messages, "request content");
+        }
+        tracing::info!(
+            request_id = %job.request_id,
+            prompt_tokens = job.prompt_ids.len(),
+            max_new_tokens = job.max_new_tokens,
+            "generation started"
+        );
+        let (tx, rx) = mpsc::channel(64);
+        let worker_job = job.clone();
+        tokio::task::spawn_blocking(move || {
+            let _running = crate::metrics::running_guard();
+            generation::run(&model, &worker_job, deadline, &tx);
+            drop(permit);
+        });
+        Ok((job, rx))
+    }
+}
+
+type GenerateStream = Pin<Box<dyn Stream<Item = Result<GenerateStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Inference for InferenceService {
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<GenerateResponse>, Status> {
+        let started = Instant::now();
+        let deadline = deadline_of(&request);
+        let result = async {
+            let (job, mut rx) = self.start(request.get_ref(), deadline).await?;
+            let mut text = String::new();
+            let collect = async {
+                while let Some(event) = rx.recv().await {
+                    match event {
+                        Event::Text(t) => text.push_str(&t),
+                        Event::End(summary) => return Ok(summary),
+                        Event::Failed(status) => return Err(status),
+                    }
+                }
+                Err(Status::internal("generation ended without a result"))
+            };
+            let summary = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), collect)
+                    .await
+                    .map_err(|_| {
+                        Status::deadline_exceeded("deadline exceeded during generation")
+                    })??,
+                None => collect.await?,
+            };
+            Ok(GenerateResponse {
+                text,
+                verdict: summary.verdict as i32,
+                matches: summary.matches.clone(),
+                finish_reason: summary.finish as i32,
+                usage: Some(usage(&summary)),
+                request_id: job.request_id,
+                model: self.state.model.info.name.clone(),
+            })
+        }
+        .await;
+        crate::metrics::request_done("Generate", result.as_ref().err(), started.elapsed());
+        result.map(Response::new)
+    }
+
+    type GenerateStreamStream = GenerateStream;
+
+    async fn generate_stream(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStreamStream>, Status> {
+        let started = Instant::now();
+        let deadline = deadline_of(&request);
+        let (job, rx) = match self.start(request.get_ref(), deadline).await {
+            Ok(started) => started,
+            Err(status) => {
+                crate::metrics::request_done("GenerateStream", Some(&status), started.elapsed());
+                return Err(status);
+            }
+        };
+        let request_id = job.request_id;
+        let stream = ReceiverStream::new(rx).map(move |event| {
+            let msg = match event {
+                Event::Text(text) => Ok(GenerateStreamResponse {
+                    text,
+                    ..Default::default()
+                }),
+                Event::End(summary) => Ok(GenerateStreamResponse {
+                    text: String::new(),
+                    verdict: summary.verdict as i32,
+                    matches: summary.matches.clone(),
+                    finish_reason: summary.finish as i32,
+                    usage: Some(usage(&summary)),
+                    request_id: request_id.clone(),
+                }),
+                Event::Failed(status) => Err(status),
+            };
+            match &msg {
+                Ok(m) if m.finish_reason != FinishReason::Unspecified as i32 => {
+                    crate::metrics::request_done("GenerateStream", None, started.elapsed())
+                }
+                Err(status) => {
+                    crate::metrics::request_done("GenerateStream", Some(status), started.elapsed())
+                }
+                Ok(_) => {}
+            }
+            msg
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn check(
+        &self,
+        _request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        Err(Status::failed_precondition("no forget list loaded"))
+    }
+
+    async fn get_model_info(
+        &self,
+        _request: Request<GetModelInfoRequest>,
+    ) -> Result<Response<ModelInfo>, Status> {
+        let info = &self.state.model.info;
+        Ok(Response::new(ModelInfo {
+            name: info.name.clone(),
+            architecture: info.architecture.clone(),
+            served_format: info.served_format.clone(),
+            file_format: info.file_format.clone(),
+            context_length: info.context_length as u32,
+            vocab_size: info.vocab_size as u32,
+            parameters: info.parameters,
+            max_new_tokens_limit: self.state.config.max_new_tokens_limit,
+            sha256: info.sha256.clone(),
+        }))
+    }
+}
+
+fn usage(summary: &Summary) -> Usage {
+    Usage {
+        prompt_tokens: summary.prompt_tokens,
+        completion_tokens: summary.completion_tokens,
+    }
+}
+
+/// The client's deadline, taken a little early: tonic itself answers CANCELLED at the exact
+/// deadline, so ending first lets the client see DEADLINE_EXCEEDED and our message.
+fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
+    let timeout = parse_grpc_timeout(request.metadata().get("grpc-timeout")?.to_str().ok()?)?;
+    let margin = (timeout / 50).max(Duration::from_millis(5));
+    Some(Instant::now() + timeout.saturating_sub(margin))
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header_parses_every_unit_and_rejects_junk() {
+        assert_eq!(parse_grpc_timeout("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("10x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+    }
+}
