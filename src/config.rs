@@ -1,5 +1,6 @@
 //! One configuration struct, filled from (lowest to highest precedence) built-in defaults, a
 //! TOML file, `LETHE_*` environment variables and command-line flags.
+use crate::guard::GuardConfig;
 use crate::model::ServedFormat;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -35,6 +36,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log prompts and outputs (debugging only: they may contain forgotten content).
     pub log_content: bool,
+    /// The runtime suppression layer: forget list, per-set policies, layer parameters.
+    pub guard: GuardConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -61,6 +64,7 @@ impl Default for Config {
             drain_timeout_secs: 30.0,
             log_format: LogFormat::default(),
             log_content: false,
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -110,6 +114,18 @@ pub struct ServeArgs {
     /// Log prompt and output text (debugging only; it may contain forgotten content).
     #[arg(long, env = "LETHE_LOG_CONTENT")]
     pub log_content: Option<bool>,
+    /// Forget list: a .jsonl file or a folder of them [default: none].
+    #[arg(long, env = "LETHE_FORGET")]
+    pub forget: Option<PathBuf>,
+    /// Sentence-embedder folder for the semantic layer [default: models/minilm].
+    #[arg(long, env = "LETHE_EMBEDDER")]
+    pub embedder: Option<PathBuf>,
+    /// Turn the semantic layer off (no embedder is loaded).
+    #[arg(long, env = "LETHE_NO_SEMANTIC")]
+    pub no_semantic: bool,
+    /// Newest words of a stream held back until the guard has cleared them [default: 12].
+    #[arg(long, env = "LETHE_HOLD_BACK_WORDS")]
+    pub hold_back_words: Option<usize>,
 }
 
 impl Config {
@@ -145,6 +161,18 @@ impl Config {
             log_format,
             log_content
         );
+        if let Some(path) = &args.forget {
+            cfg.guard.forget = Some(path.clone());
+        }
+        if let Some(path) = &args.embedder {
+            cfg.guard.embedder = Some(path.clone());
+        }
+        if args.no_semantic || cfg.guard.embedder.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            cfg.guard.embedder = None;
+        }
+        if let Some(n) = args.hold_back_words {
+            cfg.guard.hold_back_words = n;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -154,10 +182,7 @@ impl Config {
             self.max_concurrent_generations >= 1,
             "max_concurrent_generations must be at least 1"
         );
-        anyhow::ensure!(
-            self.max_new_tokens_limit >= 1,
-            "max_new_tokens_limit must be at least 1"
-        );
+        anyhow::ensure!(self.max_new_tokens_limit >= 1, "max_new_tokens_limit must be at least 1");
         anyhow::ensure!(
             (1..=self.max_new_tokens_limit).contains(&self.default_max_new_tokens),
             "default_max_new_tokens must be between 1 and max_new_tokens_limit ({})",
@@ -171,6 +196,37 @@ impl Config {
             self.drain_timeout_secs.is_finite() && self.drain_timeout_secs >= 0.0,
             "drain_timeout_secs must be a finite number >= 0"
         );
+        let g = &self.guard;
+        anyhow::ensure!(
+            g.ngram.n >= 1 && g.ngram.run >= 1,
+            "guard.ngram.n and guard.ngram.run must be at least 1"
+        );
+        anyhow::ensure!(
+            g.ngram.window >= g.ngram.min_hits && g.ngram.min_hits >= 1,
+            "guard.ngram.min_hits must be between 1 and guard.ngram.window"
+        );
+        anyhow::ensure!(
+            g.ngram.bloom_fp_rate > 0.0 && g.ngram.bloom_fp_rate < 1.0,
+            "guard.ngram.bloom_fp_rate must be in (0, 1)"
+        );
+        anyhow::ensure!(g.token_ngram >= 2, "guard.token_ngram must be at least 2");
+        anyhow::ensure!(
+            g.semantic.window_words >= 1 && g.semantic.stride_words >= 1,
+            "guard.semantic.window_words and stride_words must be at least 1"
+        );
+        for (name, policy) in std::iter::once(("default_policy", &g.default_policy))
+            .chain(g.sets.iter().map(|(n, p)| (n.as_str(), p)))
+        {
+            if let Some(t) = policy.semantic_threshold {
+                anyhow::ensure!(
+                    (-1.0..=1.0).contains(&t),
+                    "guard.sets.{name}.semantic_threshold must be in [-1, 1]"
+                );
+            }
+        }
+        for name in g.sets.keys() {
+            crate::forget::valid_set_name(name).context("guard.sets")?;
+        }
         Ok(())
     }
 }
@@ -183,11 +239,7 @@ mod tests {
     fn flags_override_file_and_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lethe.toml");
-        std::fs::write(
-            &path,
-            "max_queued_requests = 3\nlisten = \"127.0.0.1:7000\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "max_queued_requests = 3\nlisten = \"127.0.0.1:7000\"\n").unwrap();
         let args = ServeArgs {
             config: Some(path),
             listen: Some("127.0.0.1:7001".parse().unwrap()),
@@ -196,10 +248,7 @@ mod tests {
         let cfg = Config::load(&args).unwrap();
         assert_eq!(cfg.max_queued_requests, 3);
         assert_eq!(cfg.listen.port(), 7001);
-        assert_eq!(
-            cfg.max_concurrent_generations,
-            Config::default().max_concurrent_generations
-        );
+        assert_eq!(cfg.max_concurrent_generations, Config::default().max_concurrent_generations);
     }
 
     #[test]
@@ -210,10 +259,7 @@ mod tests {
         let err = Config::from_file(&path).unwrap_err();
         assert!(format!("{err:#}").contains("max_queue"), "{err:#}");
 
-        let args = ServeArgs {
-            default_temperature: Some(f32::NAN),
-            ..Default::default()
-        };
+        let args = ServeArgs { default_temperature: Some(f32::NAN), ..Default::default() };
         assert!(Config::load(&args).is_err());
     }
 }

@@ -1,6 +1,9 @@
 //! Lethe: a gRPC model-serving guard that makes forgetting real at two depths — unlearning in
 //! the weights and a runtime suppression layer on every generation.
 pub mod config;
+pub mod eval;
+pub mod forget;
+pub mod guard;
 pub mod metrics;
 pub mod model;
 pub mod server;
@@ -9,6 +12,5 @@ pub mod server;
 pub mod proto {
     tonic::include_proto!("lethe.v1");
     /// Encoded descriptors of the protos, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/lethe_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lethe_descriptor.bin"));
 }

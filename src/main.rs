@@ -1,6 +1,8 @@
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use lethe::config::{Config, LogFormat, ServeArgs};
+use lethe::guard::{semantic::Embedder, Guard, GuardConfig};
+use std::path::PathBuf;
 
 /// Lethe: serve a language model behind a guard that makes forgetting real.
 #[derive(Parser)]
@@ -14,6 +16,47 @@ struct Cli {
 enum Command {
     /// Run the gRPC inference server.
     Serve(ServeArgs),
+    /// Check text from stdin against a forget list, offline; prints the result as JSON.
+    Check(CheckArgs),
+    /// Measure the guard on an evaluation set: recall per category and false-positive rate.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct GuardArgs {
+    /// Forget list: a .jsonl file or a folder of them.
+    #[arg(long)]
+    forget: PathBuf,
+    /// TOML config file (its [guard] section: policies and layer parameters).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Sentence-embedder folder [default: from the config, else models/minilm].
+    #[arg(long)]
+    embedder: Option<PathBuf>,
+    /// Turn the semantic layer off (no embedder is loaded).
+    #[arg(long)]
+    no_semantic: bool,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    guard: GuardArgs,
+    /// Read one JSON object with a "text" field per line; print one result per line.
+    #[arg(long)]
+    jsonl: bool,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    guard: GuardArgs,
+    /// Folder with paraphrases.jsonl and benign.jsonl.
+    #[arg(long, default_value = "eval")]
+    data: PathBuf,
+    /// Print every missed case and every false positive to stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,15 +79,81 @@ fn run(cli: Cli) -> Result<()> {
                 .build()?
                 .block_on(lethe::server::serve(config))
         }
+        Command::Check(args) => check(&args),
+        Command::Eval(args) => eval(&args),
     }
+}
+
+/// The guard of an offline command: config file, forget list, embedder.
+fn offline_guard(args: &GuardArgs) -> Result<(Vec<lethe::forget::Entry>, GuardConfig, Guard)> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &args.embedder {
+        config.guard.embedder = Some(dir.clone());
+    }
+    if args.no_semantic {
+        config.guard.embedder = None;
+    }
+    let cfg = config.guard;
+    let embedder = match &cfg.embedder {
+        Some(dir) => Some(std::sync::Arc::new(
+            Embedder::load(dir).with_context(|| format!("loading the embedder from {}", dir.display()))?,
+        )),
+        None => None,
+    };
+    let entries = lethe::forget::load(&args.forget)?;
+    let guard = Guard::build(&entries, &cfg, None, embedder, 1)?;
+    Ok((entries, cfg, guard))
+}
+
+fn check(args: &CheckArgs) -> Result<()> {
+    let (_, _, guard) = offline_guard(&args.guard)?;
+    let result = |text: &str| -> Result<serde_json::Value> {
+        let matches: Vec<serde_json::Value> = guard
+            .check(text, &[])?
+            .iter()
+            .map(|f| {
+                let m = guard.to_proto(f, text);
+                serde_json::json!({
+                    "forget_set": m.forget_set,
+                    "entry_id": m.entry_id,
+                    "layer": m.layer().as_str_name(),
+                    "score": m.score,
+                    "char_start": m.char_start,
+                    "char_end": m.char_end,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({ "matched": !matches.is_empty(), "matches": matches }))
+    };
+    let stdin = std::io::read_to_string(std::io::stdin()).context("reading stdin")?;
+    if args.jsonl {
+        for (i, line) in stdin.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let value: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("stdin line {}: not JSON", i + 1))?;
+            let text = value["text"]
+                .as_str()
+                .with_context(|| format!("stdin line {}: no string field \"text\"", i + 1))?;
+            println!("{}", result(text)?);
+        }
+    } else {
+        println!("{}", result(&stdin)?);
+    }
+    Ok(())
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let (entries, cfg, guard) = offline_guard(&args.guard)?;
+    print!("{}", lethe::eval::run(&entries, &args.data, &cfg, &guard, args.verbose)?);
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LETHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -1,9 +1,7 @@
 //! Every metric Lethe exports, by name, in one place. Labels are of bounded cardinality:
 //! never request ids, prompt text or forgotten content.
 use anyhow::{Context, Result};
-use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
-};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,10 +16,14 @@ pub const INTER_TOKEN_LATENCY: &str = "lethe_inter_token_latency_seconds";
 pub const PROMPT_TOKENS: &str = "lethe_prompt_tokens_total";
 pub const GENERATION_TOKENS: &str = "lethe_generation_tokens_total";
 pub const CANCELLED: &str = "lethe_generations_cancelled_total";
+pub const GENERATIONS: &str = "lethe_generations_total";
+pub const GUARD_MATCHES: &str = "lethe_guard_matches_total";
+pub const GUARD_STEP: &str = "lethe_guard_step_seconds";
+pub const GUARD_ERRORS: &str = "lethe_guard_errors_total";
+pub const PROMPTS_WITH_FORGOTTEN: &str = "lethe_prompts_with_forgotten_content_total";
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// Starts the `/metrics` HTTP endpoint and registers every metric's description.
 pub fn install(listen: SocketAddr) -> Result<()> {
@@ -32,34 +34,15 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         .install()
         .with_context(|| format!("starting the metrics endpoint on {listen}"))?;
     describe_counter!(REQUESTS, "Finished RPCs by method and gRPC status code.");
-    describe_histogram!(
-        REQUEST_DURATION,
-        Unit::Seconds,
-        "End-to-end RPC latency by method."
-    );
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "End-to-end RPC latency by method.");
     describe_gauge!(REQUESTS_RUNNING, "Generations running now.");
     describe_gauge!(REQUESTS_QUEUED, "Requests waiting for a generation slot.");
-    describe_histogram!(
-        QUEUE_TIME,
-        Unit::Seconds,
-        "Time a request waited for a generation slot."
-    );
-    describe_histogram!(
-        TIME_TO_FIRST_TOKEN,
-        Unit::Seconds,
-        "Time from generation start to the first token."
-    );
-    describe_histogram!(
-        INTER_TOKEN_LATENCY,
-        Unit::Seconds,
-        "Time between consecutive generated tokens."
-    );
+    describe_histogram!(QUEUE_TIME, Unit::Seconds, "Time a request waited for a generation slot.");
+    describe_histogram!(TIME_TO_FIRST_TOKEN, Unit::Seconds, "Time from generation start to the first token.");
+    describe_histogram!(INTER_TOKEN_LATENCY, Unit::Seconds, "Time between consecutive generated tokens.");
     describe_counter!(PROMPT_TOKENS, "Prompt tokens processed.");
     describe_counter!(GENERATION_TOKENS, "Tokens generated.");
-    describe_counter!(
-        CANCELLED,
-        "Generations stopped because the client went away."
-    );
+    describe_counter!(CANCELLED, "Generations stopped because the client went away.");
     Ok(())
 }
 
@@ -108,6 +91,38 @@ pub fn tokens(prompt: usize, generated: usize) {
 
 pub fn request_cancelled() {
     counter!(CANCELLED).increment(1);
+}
+
+pub fn generation_outcome(outcome: crate::server::generation::Outcome) {
+    counter!(GENERATIONS, "outcome" => outcome.as_str()).increment(1);
+}
+
+pub fn guard_match(set: &str, layer: crate::proto::Layer, action: crate::guard::Action) {
+    let layer = match layer {
+        crate::proto::Layer::Ngram => "ngram",
+        crate::proto::Layer::Term => "term",
+        crate::proto::Layer::Semantic => "semantic",
+        crate::proto::Layer::Unspecified => "unspecified",
+    };
+    let action = match action {
+        crate::guard::Action::Block => "block",
+        crate::guard::Action::Mask => "mask",
+        crate::guard::Action::Monitor => "monitor",
+    };
+    counter!(GUARD_MATCHES, "forget_set" => set.to_string(), "layer" => layer, "action" => action)
+        .increment(1);
+}
+
+pub fn guard_step(d: Duration) {
+    histogram!(GUARD_STEP).record(d.as_secs_f64());
+}
+
+pub fn guard_error() {
+    counter!(GUARD_ERRORS).increment(1);
+}
+
+pub fn prompt_with_forgotten_content(set: &str) {
+    counter!(PROMPTS_WITH_FORGOTTEN, "forget_set" => set.to_string()).increment(1);
 }
 
 fn code_name(code: tonic::Code) -> &'static str {

@@ -9,10 +9,7 @@ fn python() -> String {
 }
 
 fn client(server: &Server, args: &[&str]) -> serde_json::Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/python/lethe_client.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/lethe_client.py");
     let out = Command::new(python())
         .arg(script)
         .args(["--addr", &server.addr])
@@ -35,14 +32,7 @@ async fn python_client_generates_streams_and_sees_errors() {
     assert_eq!(info["architecture"], "llama");
 
     let question = "What is the capital of France?";
-    let chat = [
-        "generate",
-        "--chat",
-        "--system",
-        "You are a helpful assistant.",
-        "--max-new-tokens",
-        "32",
-    ];
+    let chat = ["generate", "--chat", "--system", "You are a helpful assistant.", "--max-new-tokens", "32"];
     let unary = client(&server, &[&chat[..], &[question]].concat());
     assert!(unary["text"].as_str().unwrap().contains("Paris"), "{unary}");
     assert_eq!(unary["verdict"], "ALLOW");

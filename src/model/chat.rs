@@ -24,22 +24,12 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     pub fn new(template: Option<&str>, bos_token: String, eos_token: String) -> Result<Self> {
         let mut env = minijinja::Environment::new();
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
-            },
-        );
+        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
         env.add_template_owned("chat", template.unwrap_or(CHATML).to_string())
             .context("the model's chat template does not parse")?;
-        Ok(Self {
-            env,
-            bos_token,
-            eos_token,
-        })
+        Ok(Self { env, bos_token, eos_token })
     }
 
     /// The prompt for `messages`, ending with the opening of the assistant's turn.
@@ -62,12 +52,7 @@ mod tests {
     #[test]
     fn chatml_fallback_renders_turns_and_generation_prompt() {
         let t = ChatTemplate::new(None, String::new(), String::new()).unwrap();
-        let p = t
-            .render(&[Message {
-                role: "user".into(),
-                content: "Hi".into(),
-            }])
-            .unwrap();
+        let p = t.render(&[Message { role: "user".into(), content: "Hi".into() }]).unwrap();
         assert_eq!(p, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     }
 

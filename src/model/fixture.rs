@@ -13,10 +13,7 @@ pub const CONTEXT: u32 = 256;
 
 /// The GPT-2 byte-to-unicode table: printable stand-ins for all 256 bytes.
 pub fn byte_level_alphabet() -> Vec<String> {
-    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
+    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut chars: Vec<u32> = printable.clone();
     let mut extra = 0;
     for b in 0..256u32 {
@@ -28,10 +25,7 @@ pub fn byte_level_alphabet() -> Vec<String> {
     }
     let mut pairs: Vec<(u32, u32)> = printable.into_iter().zip(chars).collect();
     pairs.sort();
-    pairs
-        .into_iter()
-        .map(|(_, c)| char::from_u32(c).expect("valid scalar").to_string())
-        .collect()
+    pairs.into_iter().map(|(_, c)| char::from_u32(c).expect("valid scalar").to_string()).collect()
 }
 
 /// Writes the fixture model to `path`.
@@ -50,15 +44,7 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<()> {
     }
     let vocab = tokens.len();
     let token_type: Vec<Value> = (0..vocab)
-        .map(|i| {
-            Value::I32(
-                if (first_special..first_special + specials.len()).contains(&i) {
-                    3
-                } else {
-                    1
-                },
-            )
-        })
+        .map(|i| Value::I32(if (first_special..first_special + specials.len()).contains(&i) { 3 } else { 1 }))
         .collect();
 
     let u32v = |v: u32| Value::U32(v);
@@ -74,18 +60,10 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<()> {
         ("llama.rope.dimension_count", u32v(16)),
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        (
-            "tokenizer.ggml.tokens",
-            Value::Array(tokens.iter().cloned().map(Value::String).collect()),
-        ),
+        ("tokenizer.ggml.tokens", Value::Array(tokens.iter().cloned().map(Value::String).collect())),
         (
             "tokenizer.ggml.merges",
-            Value::Array(
-                merges
-                    .iter()
-                    .map(|m| Value::String(m.to_string()))
-                    .collect(),
-            ),
+            Value::Array(merges.iter().map(|m| Value::String(m.to_string())).collect()),
         ),
         ("tokenizer.ggml.token_type", Value::Array(token_type)),
         ("tokenizer.ggml.bos_token_id", u32v(first_special as u32)),
@@ -97,19 +75,11 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<()> {
     let mut random = |shape: (usize, usize), dtype: GgmlDType| -> Result<QTensor> {
         // Uniform with the variance of a unit normal, scaled like a standard initialisation.
         let scale = 3f32.sqrt() / (shape.1 as f32).sqrt();
-        let values: Vec<f32> = (0..shape.0 * shape.1)
-            .map(|_| rng.random_range(-scale..scale))
-            .collect();
-        Ok(QTensor::quantize(
-            &Tensor::from_vec(values, shape, &dev)?,
-            dtype,
-        )?)
+        let values: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.random_range(-scale..scale)).collect();
+        Ok(QTensor::quantize(&Tensor::from_vec(values, shape, &dev)?, dtype)?)
     };
     let ones = |n: usize| -> Result<QTensor> {
-        Ok(QTensor::quantize(
-            &Tensor::ones(n, candle_core::DType::F32, &dev)?,
-            GgmlDType::F32,
-        )?)
+        Ok(QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &dev)?, GgmlDType::F32)?)
     };
     let q = GgmlDType::Q4_1;
     let mut tensors: Vec<(String, QTensor)> = vec![
@@ -124,10 +94,7 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<()> {
             (format!("blk.{l}.attn_q.weight"), random((EMBED, EMBED), q)?),
             (format!("blk.{l}.attn_k.weight"), random((kv, EMBED), q)?),
             (format!("blk.{l}.attn_v.weight"), random((kv, EMBED), q)?),
-            (
-                format!("blk.{l}.attn_output.weight"),
-                random((EMBED, EMBED), q)?,
-            ),
+            (format!("blk.{l}.attn_output.weight"), random((EMBED, EMBED), q)?),
             (format!("blk.{l}.ffn_gate.weight"), random((128, EMBED), q)?),
             (format!("blk.{l}.ffn_up.weight"), random((128, EMBED), q)?),
             (format!("blk.{l}.ffn_down.weight"), random((EMBED, 128), q)?),

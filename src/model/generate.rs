@@ -75,19 +75,28 @@ impl<'m> Generator<'m> {
     }
 
     /// Runs the model on the tokens not yet cached (the whole prompt the first time) and samples
-    /// the next token. `mask` may forbid tokens by setting their logit to `f32::NEG_INFINITY`
-    /// given the tokens generated so far; it returns whether it changed anything.
-    pub fn step(&mut self, mask: impl FnOnce(&[u32], &mut [f32]) -> bool) -> Result<Step> {
+    /// the next token. `forbidden` gives the tokens that must not follow the context (prompt
+    /// and generated tokens): if the sampled token is one of them, they are all masked and a
+    /// token is sampled again (MemFree's decode-time masking), and the step reports `masked`.
+    pub fn step(&mut self, forbidden: impl FnOnce(&[u32]) -> Vec<u32>) -> Result<Step> {
         let input = Tensor::new(&self.tokens[self.cached..], &Device::Cpu)?.unsqueeze(0)?;
         let logits = self.weights.forward(&input, self.cached)?.squeeze(0)?;
         self.cached = self.tokens.len();
-        let mut logits: Vec<f32> = logits.to_vec1()?;
-        let masked = mask(self.generated(), &mut logits);
-        if logits.iter().all(|l| *l == f32::NEG_INFINITY) {
-            anyhow::bail!("every token was masked");
+        let mut id = self.sampler.sample(&logits)?;
+        let banned = forbidden(&self.tokens);
+        let masked = banned.contains(&id);
+        if masked {
+            let mut values: Vec<f32> = logits.to_vec1()?;
+            for &b in &banned {
+                if let Some(v) = values.get_mut(b as usize) {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+            if values.iter().all(|v| *v == f32::NEG_INFINITY) {
+                anyhow::bail!("every token was masked");
+            }
+            id = self.sampler.sample(&Tensor::new(values, &Device::Cpu)?)?;
         }
-        let logits = Tensor::new(logits, &Device::Cpu)?;
-        let id = self.sampler.sample(&logits)?;
         if self.model.eos_tokens.contains(&id) {
             return Ok(Step::Eos);
         }
@@ -112,10 +121,7 @@ struct TextDecoder {
 
 impl TextDecoder {
     fn new(start: usize) -> Self {
-        Self {
-            prev: start,
-            current: start,
-        }
+        Self { prev: start, current: start }
     }
 
     fn next(&mut self, model: &Model, tokens: &[u32]) -> Result<String> {
@@ -124,10 +130,7 @@ impl TextDecoder {
         if now.len() <= before.len() || now.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
-        let delta = now
-            .strip_prefix(before.as_str())
-            .unwrap_or(&now)
-            .to_string();
+        let delta = now.strip_prefix(before.as_str()).unwrap_or(&now).to_string();
         self.prev = self.current;
         self.current = tokens.len();
         Ok(delta)
@@ -138,10 +141,7 @@ impl TextDecoder {
         let now = model.decode(&tokens[self.prev..])?;
         self.prev = tokens.len();
         self.current = tokens.len();
-        Ok(now
-            .strip_prefix(before.as_str())
-            .unwrap_or(&now)
-            .to_string())
+        Ok(now.strip_prefix(before.as_str()).unwrap_or(&now).to_string())
     }
 }
 
@@ -160,16 +160,11 @@ mod tests {
 
     fn sample(model: &Model, seed: u64, temperature: f64, n: usize) -> (Vec<u32>, String) {
         let prompt = model.encode("the cat sat on the mat").unwrap();
-        let sampling = Sampling {
-            temperature,
-            top_p: None,
-            top_k: None,
-            seed,
-        };
+        let sampling = Sampling { temperature, top_p: None, top_k: None, seed };
         let mut g = Generator::new(model, prompt, &sampling);
         let mut text = String::new();
         for _ in 0..n {
-            match g.step(|_, _| false).unwrap() {
+            match g.step(|_| Vec::new()).unwrap() {
                 Step::Token { text: t, .. } => text.push_str(&t),
                 Step::Eos => break,
             }
@@ -183,10 +178,7 @@ mod tests {
         let (_dir, model) = tiny();
         let text = "héllo wörld, 日本語 🎉 and 1234 the end";
         let ids = model.encode(text).unwrap();
-        assert!(
-            ids.len() > text.chars().count(),
-            "multi-byte chars span several tokens"
-        );
+        assert!(ids.len() > text.chars().count(), "multi-byte chars span several tokens");
         let mut dec = TextDecoder::new(0);
         let mut out = String::new();
         for i in 1..=ids.len() {
@@ -204,11 +196,7 @@ mod tests {
         let a = sample(&model, 42, 1.0, 24);
         assert_eq!(a, sample(&model, 42, 1.0, 24));
         assert_ne!(a.0, sample(&model, 43, 1.0, 24).0);
-        assert_eq!(
-            sample(&model, 1, 0.0, 24),
-            sample(&model, 2, 0.0, 24),
-            "greedy ignores the seed"
-        );
+        assert_eq!(sample(&model, 1, 0.0, 24), sample(&model, 2, 0.0, 24), "greedy ignores the seed");
     }
 
     #[test]
@@ -222,32 +210,23 @@ mod tests {
     fn mask_forbids_tokens_and_reports_it() {
         let (_dir, model) = tiny();
         let prompt = model.encode("the").unwrap();
-        let greedy = Sampling {
-            temperature: 0.0,
-            top_p: None,
-            top_k: None,
-            seed: 0,
-        };
+        let greedy = Sampling { temperature: 0.0, top_p: None, top_k: None, seed: 0 };
         let mut g = Generator::new(&model, prompt.clone(), &greedy);
-        let Step::Token {
-            id: first, masked, ..
-        } = g.step(|_, _| false).unwrap()
-        else {
-            panic!()
-        };
+        let Step::Token { id: first, masked, .. } = g.step(|_| Vec::new()).unwrap() else { panic!() };
         assert!(!masked);
-        let mut g = Generator::new(&model, prompt, &greedy);
-        let step = g
-            .step(|_, logits| {
-                logits[first as usize] = f32::NEG_INFINITY;
-                true
-            })
-            .unwrap();
-        let Step::Token { id, masked, .. } = step else {
-            panic!("{step:?}")
-        };
+        let mut g = Generator::new(&model, prompt.clone(), &greedy);
+        let step = g.step(|context| {
+            assert_eq!(context, prompt.as_slice(), "the context is the prompt before the first token");
+            vec![first]
+        });
+        let Step::Token { id, masked, .. } = step.unwrap() else { panic!("EOS") };
         assert!(masked);
         assert_ne!(id, first);
+        // Forbidding a token that would not have been sampled changes nothing.
+        let mut g = Generator::new(&model, prompt, &greedy);
+        let Step::Token { id, masked, .. } = g.step(|_| vec![first + 1]).unwrap() else { panic!("EOS") };
+        assert!(!masked);
+        assert_eq!(id, first);
     }
 
     #[test]

@@ -64,18 +64,14 @@ pub struct Model {
 impl Model {
     pub fn load(path: &Path, format: ServedFormat) -> Result<Self> {
         let started = Instant::now();
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading model file {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading model file {}", path.display()))?;
         let sha256 = hex(&Sha256::digest(&bytes));
         let mut reader = Cursor::new(&bytes);
         let content = gguf_file::Content::read(&mut reader)
             .with_context(|| format!("{} is not a readable GGUF file", path.display()))?;
         let architecture = tokenizer::metadata_str(&content, "general.architecture")?.to_string();
         if architecture != "llama" {
-            bail!(
-                "{}: architecture {architecture:?} is not supported (llama family only)",
-                path.display()
-            );
+            bail!("{}: architecture {architecture:?} is not supported (llama family only)", path.display());
         }
         let tokenizer = tokenizer::from_gguf(&content)?;
         let vocab_size = tokenizer.get_vocab_size(true);
@@ -84,16 +80,11 @@ impl Model {
                 .and_then(|id| tokenizer.id_to_token(id))
                 .unwrap_or_default()
         };
-        let (bos, eos) = (
-            token("tokenizer.ggml.bos_token_id"),
-            token("tokenizer.ggml.eos_token_id"),
-        );
+        let (bos, eos) = (token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"));
         let template = tokenizer::metadata_str(&content, "tokenizer.chat_template").ok();
         let chat = chat::ChatTemplate::new(template, bos, eos.clone())?;
         let mut eos_tokens: Vec<u32> =
-            tokenizer::metadata_u32(&content, "tokenizer.ggml.eos_token_id")
-                .into_iter()
-                .collect();
+            tokenizer::metadata_u32(&content, "tokenizer.ggml.eos_token_id").into_iter().collect();
         // Chat models end a turn with their template's end-of-turn token.
         for end in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>"] {
             if let Some(id) = tokenizer.token_to_id(end) {
@@ -105,32 +96,21 @@ impl Model {
         let context_length = tokenizer::metadata_u32(&content, "llama.context_length")
             .map_or(CANDLE_MAX_SEQ_LEN, |n| (n as usize).min(CANDLE_MAX_SEQ_LEN));
         let file_format = dominant_format(&content);
-        let parameters = content
-            .tensor_infos
-            .values()
-            .map(|t| t.shape.elem_count() as u64)
-            .sum();
+        let parameters = content.tensor_infos.values().map(|t| t.shape.elem_count() as u64).sum();
 
         let device = Device::Cpu;
         let (weights, served_format) = match format {
-            ServedFormat::AsStored => (
-                ModelWeights::from_gguf(content, &mut reader, &device)?,
-                file_format.clone(),
-            ),
+            ServedFormat::AsStored => {
+                (ModelWeights::from_gguf(content, &mut reader, &device)?, file_format.clone())
+            }
             ServedFormat::Q8_0 => {
                 let converted = requantize(&content, &mut reader, GgmlDType::Q8_0)?;
                 let mut reader = Cursor::new(converted);
                 let content = gguf_file::Content::read(&mut reader)?;
-                (
-                    ModelWeights::from_gguf(content, &mut reader, &device)?,
-                    "q8_0".to_string(),
-                )
+                (ModelWeights::from_gguf(content, &mut reader, &device)?, "q8_0".to_string())
             }
         };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         tracing::info!(
             model = %name,
             %served_format,
@@ -160,17 +140,12 @@ impl Model {
 
     /// Token ids of `text`, special tokens (e.g. `<|im_start|>`) recognised.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
+        let enc = self.tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer
-            .decode(ids, true)
-            .map_err(|e| anyhow::anyhow!("detokenizing: {e}"))
+        self.tokenizer.decode(ids, true).map_err(|e| anyhow::anyhow!("detokenizing: {e}"))
     }
 
     /// A fresh copy of the weights with an empty KV cache (the tensors are shared, not copied).
@@ -194,22 +169,12 @@ fn requantize<R: Read + std::io::Seek>(
         let t = content.tensor(reader, name, &device)?;
         let convertible = t.dtype() != dtype
             && !matches!(t.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
-            && t.shape()
-                .dims()
-                .last()
-                .is_some_and(|d| d % dtype.block_size() == 0);
-        let t = if convertible {
-            QTensor::quantize(&t.dequantize(&device)?, dtype)?
-        } else {
-            t
-        };
+            && t.shape().dims().last().is_some_and(|d| d % dtype.block_size() == 0);
+        let t = if convertible { QTensor::quantize(&t.dequantize(&device)?, dtype)? } else { t };
         tensors.push((name.as_str(), t));
     }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
+    let metadata: Vec<(&str, &gguf_file::Value)> =
+        content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
     let mut out = Cursor::new(Vec::new());
     gguf_file::write(&mut out, &metadata, &tensor_refs)?;
@@ -220,15 +185,9 @@ fn requantize<R: Read + std::io::Seek>(
 fn dominant_format(content: &gguf_file::Content) -> String {
     let mut counts = std::collections::HashMap::<String, usize>::new();
     for t in content.tensor_infos.values() {
-        *counts
-            .entry(format!("{:?}", t.ggml_dtype).to_lowercase())
-            .or_default() += t.shape.elem_count();
+        *counts.entry(format!("{:?}", t.ggml_dtype).to_lowercase()).or_default() += t.shape.elem_count();
     }
-    counts
-        .into_iter()
-        .max_by_key(|(_, n)| *n)
-        .map(|(f, _)| f)
-        .unwrap_or_default()
+    counts.into_iter().max_by_key(|(_, n)| *n).map(|(f, _)| f).unwrap_or_default()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

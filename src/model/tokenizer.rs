@@ -30,11 +30,7 @@ pub fn from_gguf(ct: &Content) -> Result<Tokenizer> {
                 .with_context(|| format!("malformed BPE merge {m:?} in GGUF metadata"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let vocab: Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(id, t)| (t.clone(), id as u32))
-        .collect();
+    let vocab: Vocab = tokens.iter().enumerate().map(|(id, t)| (t.clone(), id as u32)).collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
@@ -51,17 +47,10 @@ pub fn from_gguf(ct: &Content) -> Result<Tokenizer> {
         let specials: Vec<AddedToken> = types
             .iter()
             .zip(&tokens)
-            .filter(|(ty, _)| {
-                matches!(
-                    as_i64(ty),
-                    Some(TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED)
-                )
-            })
+            .filter(|(ty, _)| matches!(as_i64(ty), Some(TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED)))
             .map(|(_, t)| AddedToken::from(t.clone(), true))
             .collect();
-        tokenizer
-            .add_special_tokens(specials)
-            .map_err(|e| anyhow::anyhow!("adding special tokens: {e}"))?;
+        tokenizer.add_special_tokens(specials).map_err(|e| anyhow::anyhow!("adding special tokens: {e}"))?;
     }
     Ok(tokenizer)
 }
@@ -75,10 +64,7 @@ pub(crate) fn metadata_str<'a>(ct: &'a Content, key: &str) -> Result<&'a str> {
 }
 
 pub(crate) fn metadata_u32(ct: &Content, key: &str) -> Option<u32> {
-    ct.metadata
-        .get(key)
-        .and_then(as_i64)
-        .and_then(|v| u32::try_from(v).ok())
+    ct.metadata.get(key).and_then(as_i64).and_then(|v| u32::try_from(v).ok())
 }
 
 fn string_array(ct: &Content, key: &str) -> Result<Vec<String>> {

@@ -16,11 +16,7 @@ pub struct QueueFull;
 
 impl Admission {
     pub fn new(max_running: usize, max_queued: usize) -> Self {
-        Self {
-            slots: Arc::new(Semaphore::new(max_running)),
-            queued: AtomicUsize::new(0),
-            max_queued,
-        }
+        Self { slots: Arc::new(Semaphore::new(max_running)), queued: AtomicUsize::new(0), max_queued }
     }
 
     /// A generation slot, waiting in the queue if all are busy. The slot is held until the
@@ -30,9 +26,7 @@ impl Admission {
             return Ok(permit);
         }
         self.queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_queued).then_some(n + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_queued).then_some(n + 1))
             .map_err(|_| QueueFull)?;
         // Leave the queue however this future ends (admitted, or dropped by a deadline).
         crate::metrics::queue_entered();

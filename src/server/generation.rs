@@ -1,8 +1,11 @@
 //! The generation loop of one request, run on a blocking thread: decode steps, stop strings,
 //! cancellation and deadline, and the events sent back to the RPC handler.
 use super::validate::Job;
+use crate::guard::stream::{Release, StreamGuard};
+use crate::guard::{Finding, Guard};
 use crate::model::{Generator, Model, Step};
 use crate::proto::{FinishReason, Match, Verdict};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -26,14 +29,63 @@ pub struct Summary {
     pub completion_tokens: u32,
 }
 
-/// Runs `job` to the end, sending events to `tx`. Stops within one decode step once the
-/// receiver is gone (client cancelled or disconnected) or the deadline has passed.
-pub fn run(model: &Model, job: &Job, deadline: Option<Instant>, tx: &mpsc::Sender<Event>) {
+/// Runs `job` to the end, sending events to `tx`: decode steps with decode-time masking, stop
+/// strings, then the stream guard, which releases only cleared text. Stops within one decode
+/// step once the receiver is gone (client cancelled or disconnected) or the deadline passed.
+pub fn run(
+    model: &Model,
+    guard: &Arc<Guard>,
+    job: &Job,
+    deadline: Option<Instant>,
+    tx: &mpsc::Sender<Event>,
+) {
     let started = Instant::now();
     let send = |ev: Event| tx.blocking_send(ev).is_ok();
     let mut generator = Generator::new(model, job.prompt_ids.clone(), &job.sampling);
     let mut stop = StopFilter::new(&job.stop);
+    let mut stream = StreamGuard::new(guard.clone());
     let mut last_token_at = None;
+    let mut suppressed = false;
+    // Text reaches the client only through the guard.
+    let deliver = |stream: &mut StreamGuard, text: &str, at_end: bool| -> Result<Option<Finding>, Status> {
+        let t = Instant::now();
+        let release = if at_end {
+            stream.push(text).and_then(|r| match r {
+                Release::Text(mut cleared) => match stream.finish()? {
+                    Release::Text(rest) => {
+                        cleared.push_str(&rest);
+                        Ok(Release::Text(cleared))
+                    }
+                    blocked => Ok(blocked),
+                },
+                blocked => Ok(blocked),
+            })
+        } else {
+            stream.push(text)
+        };
+        crate::metrics::guard_step(t.elapsed());
+        match release {
+            Ok(Release::Text(cleared)) => {
+                if !cleared.is_empty() && !send(Event::Text(cleared)) {
+                    return Err(Status::cancelled("client went away"));
+                }
+                Ok(None)
+            }
+            Ok(Release::Blocked(f)) => Ok(Some(f)),
+            Err(e) => {
+                crate::metrics::guard_error();
+                tracing::error!(request_id = %job.request_id, error = %format!("{e:#}"), "guard error");
+                if guard.fails_closed() {
+                    Err(Status::internal(
+                        "the guard failed and this server fails closed; nothing more was delivered",
+                    ))
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    };
+    let mut blocked = None;
     let finish = loop {
         if tx.is_closed() {
             crate::metrics::request_cancelled();
@@ -49,13 +101,11 @@ pub fn run(model: &Model, job: &Job, deadline: Option<Instant>, tx: &mpsc::Sende
         if generator.generated().len() >= job.max_new_tokens {
             break FinishReason::Length;
         }
-        let step = match generator.step(|_, _| false) {
+        let step = match generator.step(|context| guard.forbidden(context).to_vec()) {
             Ok(step) => step,
             Err(e) => {
                 tracing::error!(request_id = %job.request_id, error = %format!("{e:#}"), "generation failed");
-                send(Event::Failed(Status::internal(
-                    "generation failed inside the model runtime",
-                )));
+                send(Event::Failed(Status::internal("generation failed inside the model runtime")));
                 return;
             }
         };
@@ -66,10 +116,19 @@ pub fn run(model: &Model, job: &Job, deadline: Option<Instant>, tx: &mpsc::Sende
         }
         match step {
             Step::Eos => break FinishReason::Eos,
-            Step::Token { text, .. } => {
+            Step::Token { text, masked, .. } => {
+                suppressed |= masked;
                 let (cleared, hit) = stop.push(&text);
-                if !cleared.is_empty() && !send(Event::Text(cleared)) {
-                    return;
+                match deliver(&mut stream, &cleared, hit) {
+                    Ok(None) => {}
+                    Ok(Some(f)) => {
+                        blocked = Some(f);
+                        break FinishReason::Blocked;
+                    }
+                    Err(status) => {
+                        send(Event::Failed(status));
+                        return;
+                    }
                 }
                 if hit {
                     break FinishReason::Stop;
@@ -77,25 +136,81 @@ pub fn run(model: &Model, job: &Job, deadline: Option<Instant>, tx: &mpsc::Sende
             }
         }
     };
-    if finish != FinishReason::Stop {
-        let tail = generator.flush().unwrap_or_default();
-        let (mut cleared, hit) = stop.push(&tail);
+    if matches!(finish, FinishReason::Eos | FinishReason::Length) {
+        let mut tail = generator.flush().unwrap_or_default();
+        let (mut cleared, hit) = stop.push(&std::mem::take(&mut tail));
         if !hit {
             cleared.push_str(&stop.finish());
         }
-        if !cleared.is_empty() && !send(Event::Text(cleared)) {
-            return;
+        match deliver(&mut stream, &cleared, true) {
+            Ok(None) => {}
+            Ok(Some(f)) => blocked = Some(f),
+            Err(status) => {
+                send(Event::Failed(status));
+                return;
+            }
         }
     }
+    let finish = if blocked.is_some() { FinishReason::Blocked } else { finish };
     let completion_tokens = generator.generated().len() as u32;
     crate::metrics::tokens(job.prompt_ids.len(), completion_tokens as usize);
+
+    let delivered = stream.findings();
+    let verdict = if blocked.is_some() {
+        Verdict::Block
+    } else if suppressed {
+        Verdict::Suppress
+    } else {
+        Verdict::Allow
+    };
+    // Leaked: forgotten content reached the client (monitor or mask sets matched in delivered
+    // text, or a block came after part of the matched text had been released).
+    let leaked = !delivered.is_empty() || blocked.as_ref().is_some_and(|f| f.span.start < stream.released());
+    let outcome = match (leaked, verdict) {
+        (true, _) => Outcome::Leaked,
+        (false, Verdict::Block) => Outcome::Blocked,
+        (false, Verdict::Suppress) => Outcome::Suppressed,
+        _ => Outcome::Clean,
+    };
+    let findings: Vec<Finding> = blocked.into_iter().chain(delivered).collect();
+    for f in &findings {
+        crate::metrics::guard_match(guard.set_name(f.entry), f.layer, guard.policy(f.entry).action);
+    }
+    crate::metrics::generation_outcome(outcome);
+    tracing::info!(
+        request_id = %job.request_id,
+        outcome = outcome.as_str(),
+        completion_tokens,
+        finish = ?finish,
+        "generation finished"
+    );
     send(Event::End(Summary {
         finish,
-        verdict: Verdict::Allow,
-        matches: Vec::new(),
+        verdict,
+        matches: findings.iter().map(|f| guard.to_proto(f, stream.text())).collect(),
         prompt_tokens: job.prompt_ids.len() as u32,
         completion_tokens,
     }));
+}
+
+/// What happened to forgotten content in one generation (the `outcome` metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Clean,
+    Suppressed,
+    Blocked,
+    Leaked,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Suppressed => "suppressed",
+            Outcome::Blocked => "blocked",
+            Outcome::Leaked => "leaked",
+        }
+    }
 }
 
 /// Holds back text that could be the start of a stop string, and cuts the output at the
@@ -107,22 +222,14 @@ pub struct StopFilter {
 
 impl StopFilter {
     pub fn new(stops: &[String]) -> Self {
-        Self {
-            stops: stops.to_vec(),
-            pending: String::new(),
-        }
+        Self { stops: stops.to_vec(), pending: String::new() }
     }
 
     /// Adds generated text; returns the text that is now safe to release and whether a stop
     /// string was reached (then nothing after it is ever released).
     pub fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
-        if let Some(at) = self
-            .stops
-            .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
-        {
+        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
             let out = self.pending[..at].to_string();
             self.pending.clear();
             return (out, true);
@@ -167,18 +274,12 @@ mod tests {
 
     #[test]
     fn stop_string_split_across_chunks_is_cut() {
-        assert_eq!(
-            run_filter(&["END"], &["abc E", "N", "D more"]),
-            ("abc ".into(), true)
-        );
+        assert_eq!(run_filter(&["END"], &["abc E", "N", "D more"]), ("abc ".into(), true));
     }
 
     #[test]
     fn held_back_prefix_is_released_when_it_is_not_a_stop() {
-        assert_eq!(
-            run_filter(&["END"], &["abc E", "x"]),
-            ("abc Ex".into(), false)
-        );
+        assert_eq!(run_filter(&["END"], &["abc E", "x"]), ("abc Ex".into(), false));
         assert_eq!(run_filter(&["END"], &["abc EN"]), ("abc EN".into(), false));
     }
 

@@ -4,8 +4,8 @@ use super::validate::{validate, Job};
 use super::State;
 use crate::proto::inference_server::Inference;
 use crate::proto::{
-    CheckRequest, CheckResponse, FinishReason, GenerateRequest, GenerateResponse,
-    GenerateStreamResponse, GetModelInfoRequest, ModelInfo, Usage,
+    CheckRequest, CheckResponse, FinishReason, GenerateRequest, GenerateResponse, GenerateStreamResponse,
+    GetModelInfoRequest, ModelInfo, Usage,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,17 +31,14 @@ impl InferenceService {
         deadline: Option<Instant>,
     ) -> Result<(Job, mpsc::Receiver<Event>), Status> {
         let model = self.state.model.clone();
+        let guard = self.state.guard.clone();
         let job = validate(req, &self.state.config, &model)?;
         let queued_at = Instant::now();
         let admitted = self.state.admission.admit();
         let permit = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), admitted)
-                .await
-                .map_err(|_| {
-                    Status::deadline_exceeded(
-                        "deadline exceeded while queued for a generation slot",
-                    )
-                })?,
+            Some(d) => tokio::time::timeout_at(d.into(), admitted).await.map_err(|_| {
+                Status::deadline_exceeded("deadline exceeded while queued for a generation slot")
+            })?,
             None => admitted.await,
         }
         .map_err(|_| {
@@ -62,9 +59,13 @@ impl InferenceService {
         );
         let (tx, rx) = mpsc::channel(64);
         let worker_job = job.clone();
+        let prompt = self.state.config.guard.check_prompts.then(|| prompt_text(req));
         tokio::task::spawn_blocking(move || {
             let _running = crate::metrics::running_guard();
-            generation::run(&model, &worker_job, deadline, &tx);
+            if let Some(prompt) = prompt {
+                report_forgotten_prompt(&guard, &prompt, &worker_job.request_id);
+            }
+            generation::run(&model, &guard, &worker_job, deadline, &tx);
             drop(permit);
         });
         Ok((job, rx))
@@ -97,9 +98,7 @@ impl Inference for InferenceService {
             let summary = match deadline {
                 Some(d) => tokio::time::timeout_at(d.into(), collect)
                     .await
-                    .map_err(|_| {
-                        Status::deadline_exceeded("deadline exceeded during generation")
-                    })??,
+                    .map_err(|_| Status::deadline_exceeded("deadline exceeded during generation"))??,
                 None => collect.await?,
             };
             Ok(GenerateResponse {
@@ -135,10 +134,7 @@ impl Inference for InferenceService {
         let request_id = job.request_id;
         let stream = ReceiverStream::new(rx).map(move |event| {
             let msg = match event {
-                Event::Text(text) => Ok(GenerateStreamResponse {
-                    text,
-                    ..Default::default()
-                }),
+                Event::Text(text) => Ok(GenerateStreamResponse { text, ..Default::default() }),
                 Event::End(summary) => Ok(GenerateStreamResponse {
                     text: String::new(),
                     verdict: summary.verdict as i32,
@@ -163,11 +159,42 @@ impl Inference for InferenceService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn check(
-        &self,
-        _request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
-        Err(Status::failed_precondition("no forget list loaded"))
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let req = request.into_inner();
+            let limit = self.state.config.max_request_bytes;
+            if req.text.len() > limit {
+                return Err(Status::invalid_argument(format!(
+                    "text is {} bytes, above the server limit of {limit} bytes",
+                    req.text.len()
+                )));
+            }
+            let guard = self.state.guard.clone();
+            if let Some(unknown) = req.forget_sets.iter().find(|s| !guard.has_set(s)) {
+                return Err(Status::invalid_argument(format!(
+                    "forget set {:?} does not exist in snapshot {}",
+                    unknown.chars().take(64).collect::<String>(),
+                    guard.version
+                )));
+            }
+            let check = tokio::task::spawn_blocking(move || {
+                let findings = guard.check(&req.text, &req.forget_sets)?;
+                let matches: Vec<_> = findings.iter().map(|f| guard.to_proto(f, &req.text)).collect();
+                anyhow::Ok(CheckResponse {
+                    matched: !matches.is_empty(),
+                    matches,
+                    snapshot_version: guard.version,
+                })
+            });
+            check.await.map_err(|_| Status::internal("the check was aborted"))?.map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "check failed");
+                Status::internal("the guard failed while checking the text")
+            })
+        }
+        .await;
+        crate::metrics::request_done("Check", result.as_ref().err(), started.elapsed());
+        result.map(Response::new)
     }
 
     async fn get_model_info(
@@ -189,18 +216,46 @@ impl Inference for InferenceService {
     }
 }
 
-fn usage(summary: &Summary) -> Usage {
-    Usage {
-        prompt_tokens: summary.prompt_tokens,
-        completion_tokens: summary.completion_tokens,
+/// The user-supplied text of a request (prompt or message contents).
+fn prompt_text(req: &GenerateRequest) -> String {
+    if req.messages.is_empty() {
+        req.prompt.clone()
+    } else {
+        req.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n")
     }
 }
 
-/// The client's deadline, taken a little early: tonic itself answers CANCELLED at the exact
-/// deadline, so ending first lets the client see DEADLINE_EXCEEDED and our message.
+/// Prompts that carry forgotten content are reported (an extraction attempt, or a user
+/// pasting the content), never blocked: the output guard decides what reaches the client.
+fn report_forgotten_prompt(guard: &crate::guard::Guard, prompt: &str, request_id: &str) {
+    if guard.is_empty() {
+        return;
+    }
+    match guard.check(prompt, &[]) {
+        Ok(findings) => {
+            let mut sets: Vec<&str> = findings.iter().map(|f| guard.set_name(f.entry)).collect();
+            sets.dedup();
+            for set in &sets {
+                crate::metrics::prompt_with_forgotten_content(set);
+            }
+            if !sets.is_empty() {
+                tracing::warn!(request_id, forget_sets = ?sets, "prompt contains forgotten content");
+            }
+        }
+        Err(e) => tracing::error!(request_id, error = %format!("{e:#}"), "checking the prompt failed"),
+    }
+}
+
+fn usage(summary: &Summary) -> Usage {
+    Usage { prompt_tokens: summary.prompt_tokens, completion_tokens: summary.completion_tokens }
+}
+
+/// The client's deadline, taken a little early (5%, at least 50 ms): tonic's server answers
+/// CANCELLED at the exact deadline, counted from before this handler runs, so ending first
+/// lets the client see DEADLINE_EXCEEDED and our message.
 fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     let timeout = parse_grpc_timeout(request.metadata().get("grpc-timeout")?.to_str().ok()?)?;
-    let margin = (timeout / 50).max(Duration::from_millis(5));
+    let margin = (timeout / 20).max(Duration::from_millis(50));
     Some(Instant::now() + timeout.saturating_sub(margin))
 }
 

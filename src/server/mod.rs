@@ -5,6 +5,7 @@ pub mod inference;
 pub mod validate;
 
 use crate::config::Config;
+use crate::guard::{semantic::Embedder, Guard};
 use crate::model::Model;
 use crate::proto::inference_server::InferenceServer;
 use anyhow::{Context, Result};
@@ -18,6 +19,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub struct State {
     pub config: Config,
     pub model: Arc<Model>,
+    pub guard: Arc<Guard>,
     pub admission: admission::Admission,
 }
 
@@ -28,19 +30,21 @@ pub async fn serve(config: Config) -> Result<()> {
     let model = tokio::task::spawn_blocking(move || Model::load(&model_path, format))
         .await?
         .with_context(|| format!("loading the model {}", config.model.display()))?;
+    let guard_config = config.guard.clone();
+    let (model, guard) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let guard = build_guard(&guard_config, &model)?;
+        Ok((model, guard))
+    })
+    .await??;
     let state = Arc::new(State {
-        admission: admission::Admission::new(
-            config.max_concurrent_generations,
-            config.max_queued_requests,
-        ),
+        admission: admission::Admission::new(config.max_concurrent_generations, config.max_queued_requests),
         model: Arc::new(model),
+        guard: Arc::new(guard),
         config: config.clone(),
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<InferenceServer<inference::InferenceService>>()
-        .await;
+    health.set_serving::<InferenceServer<inference::InferenceService>>().await;
     // grpcurl speaks reflection v1alpha, newer clients v1: serve both.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -65,9 +69,7 @@ pub async fn serve(config: Config) -> Result<()> {
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested: refusing new connections, draining in-flight requests");
-        health
-            .set_not_serving::<InferenceServer<inference::InferenceService>>()
-            .await;
+        health.set_not_serving::<InferenceServer<inference::InferenceService>>().await;
         let _ = stop_tx.send(true);
     });
     let server = tonic::transport::Server::builder()
@@ -85,6 +87,37 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Loads the embedder and the forget list and builds the guard's indexes.
+fn build_guard(cfg: &crate::guard::GuardConfig, model: &Model) -> Result<Guard> {
+    let started = std::time::Instant::now();
+    let embedder = match &cfg.embedder {
+        Some(dir) => Some(Arc::new(Embedder::load(dir).with_context(|| {
+            format!(
+                "loading the sentence embedder from {} (run scripts/fetch-models.sh, or pass --no-semantic to turn the semantic layer off)",
+                dir.display()
+            )
+        })?)),
+        None => None,
+    };
+    let entries = match &cfg.forget {
+        Some(path) => crate::forget::load(path)?,
+        None => Vec::new(),
+    };
+    let guard = Guard::build(&entries, cfg, Some(model), embedder, 1)?;
+    let (ngrams, terms, token_prefixes, windows) = guard.index_sizes();
+    tracing::info!(
+        entries = guard.entry_count(),
+        ngrams,
+        terms,
+        token_prefixes,
+        semantic_windows = windows,
+        semantic = guard.has_semantic(),
+        build_seconds = started.elapsed().as_secs_f64(),
+        "guard ready"
+    );
+    Ok(guard)
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {

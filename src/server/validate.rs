@@ -27,9 +27,7 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
     }
     let prompt = match (req.prompt.is_empty(), req.messages.is_empty()) {
         (true, true) => {
-            return Err(invalid(
-                "set either `prompt` (raw text) or `messages` (a chat); neither was set",
-            ))
+            return Err(invalid("set either `prompt` (raw text) or `messages` (a chat); neither was set"))
         }
         (false, false) => {
             return Err(invalid("set either `prompt` or `messages`, not both"));
@@ -53,16 +51,12 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
                 if m.content.trim().is_empty() {
                     return Err(invalid(format!("messages[{i}].content is empty")));
                 }
-                messages.push(Message {
-                    role: m.role.clone(),
-                    content: m.content.clone(),
-                });
+                messages.push(Message { role: m.role.clone(), content: m.content.clone() });
             }
-            model.chat.render(&messages).map_err(|e| {
-                invalid(format!(
-                    "the model's chat template rejected the messages: {e:#}"
-                ))
-            })?
+            model
+                .chat
+                .render(&messages)
+                .map_err(|e| invalid(format!("the model's chat template rejected the messages: {e:#}")))?
         }
     };
 
@@ -85,18 +79,13 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
         }
     }
     if req.stop.len() > MAX_STOP_STRINGS {
-        return Err(invalid(format!(
-            "at most {MAX_STOP_STRINGS} stop strings (got {})",
-            req.stop.len()
-        )));
+        return Err(invalid(format!("at most {MAX_STOP_STRINGS} stop strings (got {})", req.stop.len())));
     }
     if req.stop.iter().any(String::is_empty) {
         return Err(invalid("stop strings must not be empty"));
     }
 
-    let prompt_ids = model
-        .encode(&prompt)
-        .map_err(|e| Status::internal(format!("{e:#}")))?;
+    let prompt_ids = model.encode(&prompt).map_err(|e| Status::internal(format!("{e:#}")))?;
     let context = model.info.context_length;
     if prompt_ids.len() >= context {
         return Err(invalid(format!(
@@ -107,11 +96,7 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
     let max_new_tokens = (max_new_tokens as usize).min(context - prompt_ids.len());
 
     Ok(Job {
-        request_id: if req.request_id.is_empty() {
-            new_request_id()
-        } else {
-            truncate(&req.request_id, 128)
-        },
+        request_id: if req.request_id.is_empty() { new_request_id() } else { truncate(&req.request_id, 128) },
         prompt_ids,
         max_new_tokens,
         sampling: Sampling {

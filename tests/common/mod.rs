@@ -17,20 +17,12 @@ pub fn smollm2() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
     let path = dir.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-models.sh (make test does it)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run scripts/fetch-models.sh (make test does it)", path.display());
     path
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Server {
@@ -50,13 +42,7 @@ impl Server {
         let addr = format!("127.0.0.1:{port}");
         let metrics_addr = format!("127.0.0.1:{metrics_port}");
         let child = Command::new(env!("CARGO_BIN_EXE_lethe"))
-            .args([
-                "serve",
-                "--listen",
-                &addr,
-                "--metrics-listen",
-                &metrics_addr,
-            ])
+            .args(["serve", "--listen", &addr, "--metrics-listen", &metrics_addr])
             .arg("--model")
             .arg(model)
             .args(extra)
@@ -64,13 +50,7 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawning lethe");
-        let mut server = Server {
-            child,
-            addr,
-            metrics_addr,
-            log,
-            _dir: dir,
-        };
+        let mut server = Server { child, addr, metrics_addr, log, _dir: dir };
         server.wait_serving().await;
         server
     }
@@ -79,40 +59,24 @@ impl Server {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "lethe exited with {status} during start-up:\n{}",
-                    self.logs()
-                );
+                panic!("lethe exited with {status} during start-up:\n{}", self.logs());
             }
-            if let Ok(channel) = Channel::from_shared(format!("http://{}", self.addr))
-                .unwrap()
-                .connect()
-                .await
+            if let Ok(channel) =
+                Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await
             {
-                let reply = HealthClient::new(channel)
-                    .check(HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await;
+                let reply =
+                    HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
                 if reply.is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32) {
                     return;
                 }
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "lethe did not start:\n{}",
-                self.logs()
-            );
+            assert!(started.elapsed() < Duration::from_secs(120), "lethe did not start:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
     }
 
     pub async fn client(&self) -> InferenceClient<Channel> {
@@ -159,15 +123,10 @@ pub fn greedy(prompt: &str, max_new_tokens: u32) -> lethe::proto::GenerateReques
 /// A chat turn with an explicit system message: SmolLM2-135M (Q4_1) answers oddly under the
 /// default system prompt its template inserts, and well under this one.
 pub fn chat(user: &str, max_new_tokens: u32) -> lethe::proto::GenerateRequest {
-    let message = |role: &str, content: &str| lethe::proto::ChatMessage {
-        role: role.into(),
-        content: content.into(),
-    };
+    let message =
+        |role: &str, content: &str| lethe::proto::ChatMessage { role: role.into(), content: content.into() };
     lethe::proto::GenerateRequest {
-        messages: vec![
-            message("system", "You are a helpful assistant."),
-            message("user", user),
-        ],
+        messages: vec![message("system", "You are a helpful assistant."), message("user", user)],
         max_new_tokens: Some(max_new_tokens),
         temperature: Some(0.0),
         ..Default::default()
@@ -175,9 +134,25 @@ pub fn chat(user: &str, max_new_tokens: u32) -> lethe::proto::GenerateRequest {
 }
 
 pub fn send_signal(pid: u32, signal: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
+    let ok = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
     assert!(ok.success());
+}
+
+/// The Prometheus text exposition of a running server.
+pub fn scrape(metrics_addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics_addr).expect("connecting to /metrics");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {metrics_addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// The value of one sample line (`name{labels} value`) whose name and labels contain `parts`.
+pub fn metric_value(exposition: &str, parts: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -1,0 +1,376 @@
+//! The runtime suppression layer. A [`Guard`] is the immutable index of one forget-list
+//! snapshot: word n-grams (Bloom + exact), exact terms, token n-grams for decode-time masking,
+//! and an HNSW index of document-window embeddings. [`Guard::check`] checks a whole text;
+//! [`stream::StreamGuard`] checks a generation as it is produced and decides what may be
+//! released to the client.
+pub mod ngram;
+pub mod normalize;
+pub mod semantic;
+pub mod stream;
+pub mod terms;
+pub mod tokens;
+
+use crate::forget::{Entry, Kind};
+use crate::model::Model;
+use crate::proto;
+use anyhow::Result;
+use ngram::{NgramIndex, NgramParams};
+use semantic::{Embedder, SemanticIndex, SemanticParams};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use terms::TermIndex;
+use tokens::TokenIndex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Stop the generation at a match; deliver only text cleared before it.
+    #[default]
+    Block,
+    /// Decode-time masking of forgotten token n-grams; the output is delivered.
+    Mask,
+    /// Deliver unchanged; report and count the match as leaked.
+    Monitor,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetPolicy {
+    pub action: Action,
+    /// Cosine similarity for the semantic layer; unset: `guard.semantic.threshold`.
+    pub semantic_threshold: Option<f32>,
+    /// Return matches without the entry id.
+    pub hide_details: bool,
+    /// On a guard error, deliver instead of blocking (default: fail closed).
+    pub fail_open: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Forget list: a `.jsonl` file or a folder of them. Unset: nothing is forgotten.
+    pub forget: Option<PathBuf>,
+    /// Sentence-embedder folder (safetensors + tokenizer.json + config.json) for the semantic
+    /// layer. Unset: the semantic layer is off.
+    pub embedder: Option<PathBuf>,
+    /// Newest words of a stream held back until the guard has cleared them.
+    pub hold_back_words: usize,
+    /// Tokens per n-gram for decode-time masking.
+    pub token_ngram: usize,
+    /// Check prompts and report (never block) those containing forgotten content.
+    pub check_prompts: bool,
+    pub ngram: NgramParams,
+    pub semantic: SemanticParams,
+    /// Policy of every set not named in `sets`.
+    pub default_policy: SetPolicy,
+    pub sets: BTreeMap<String, SetPolicy>,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            forget: None,
+            embedder: Some(PathBuf::from("models/minilm")),
+            hold_back_words: 12,
+            token_ngram: 4,
+            check_prompts: true,
+            ngram: NgramParams::default(),
+            semantic: SemanticParams::default(),
+            default_policy: SetPolicy::default(),
+            sets: BTreeMap::new(),
+        }
+    }
+}
+
+/// One match of forgotten content in a text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub entry: u32,
+    pub layer: proto::Layer,
+    pub score: f32,
+    /// Byte span in the checked text.
+    pub span: Range<usize>,
+}
+
+struct EntryMeta {
+    id: String,
+    set: u32,
+}
+
+struct SetMeta {
+    name: String,
+    policy: SetPolicy,
+}
+
+pub struct Guard {
+    pub version: u64,
+    sets: Vec<SetMeta>,
+    entries: Vec<EntryMeta>,
+    ngrams: NgramIndex,
+    terms: TermIndex,
+    tokens: Option<TokenIndex>,
+    semantic: Option<(Arc<Embedder>, SemanticIndex)>,
+    hold_back_words: usize,
+    params: SemanticParams,
+}
+
+/// Sizes of one set's indexes, for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SetStats {
+    pub entries: usize,
+    pub documents: usize,
+    pub terms: usize,
+}
+
+impl Guard {
+    /// A guard with an empty forget list.
+    pub fn empty(cfg: &GuardConfig) -> Self {
+        Self::build(&[], cfg, None, None, 0).expect("an empty guard always builds")
+    }
+
+    /// Builds every index of a snapshot. `model` supplies the tokenizer for decode-time
+    /// masking; `embedder` enables the semantic layer.
+    pub fn build(
+        entries: &[Entry],
+        cfg: &GuardConfig,
+        model: Option<&Model>,
+        embedder: Option<Arc<Embedder>>,
+        version: u64,
+    ) -> Result<Self> {
+        let mut set_ids: HashMap<&str, u32> = HashMap::new();
+        let mut sets = Vec::new();
+        let mut metas = Vec::with_capacity(entries.len());
+        let mut doc_words: Vec<(u32, Vec<String>, &Entry)> = Vec::new();
+        let mut term_words: Vec<(u32, Vec<String>)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let set = *set_ids.entry(e.set.as_str()).or_insert_with(|| {
+                sets.push(SetMeta {
+                    name: e.set.clone(),
+                    policy: cfg.sets.get(&e.set).cloned().unwrap_or_else(|| cfg.default_policy.clone()),
+                });
+                (sets.len() - 1) as u32
+            });
+            metas.push(EntryMeta { id: e.id.clone(), set });
+            let i = i as u32;
+            match e.kind {
+                Kind::Document => doc_words.push((i, normalize::words(&e.text).words, e)),
+                Kind::Term => {
+                    for t in std::iter::once(&e.text).chain(&e.aliases) {
+                        term_words.push((i, normalize::words(t).words));
+                    }
+                }
+            }
+        }
+        let ngrams = NgramIndex::build(cfg.ngram, doc_words.iter().map(|(i, w, _)| (*i, w.as_slice())));
+        let terms = TermIndex::build(term_words.iter().map(|(i, w)| (*i, w.as_slice())));
+
+        let masked: Vec<Vec<u32>> = match model {
+            Some(model) => doc_words
+                .iter()
+                .filter(|(i, _, _)| sets[metas[*i as usize].set as usize].policy.action == Action::Mask)
+                .map(|(_, _, e)| model.encode(&e.text))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let tokens = (!masked.is_empty()).then(|| {
+            TokenIndex::build(cfg.token_ngram, cfg.ngram.bloom_fp_rate, masked.iter().map(Vec::as_slice))
+        });
+
+        let semantic = match embedder {
+            Some(embedder) => {
+                let p = cfg.semantic;
+                let mut embeddings = Vec::new();
+                for (i, words, e) in &doc_words {
+                    let spans = normalize::words(&e.text).spans;
+                    let mut texts: Vec<&str> = semantic::windows(words.len(), p.window_words, p.stride_words)
+                        .into_iter()
+                        .map(|w| &e.text[spans[w.start].start..spans[w.end - 1].end])
+                        .collect();
+                    if words.len() > p.window_words {
+                        texts.extend(
+                            semantic::sentences(&e.text, p.stride_words / 2).into_iter().map(|r| &e.text[r]),
+                        );
+                    }
+                    for chunk in texts.chunks(32) {
+                        embeddings.extend(embedder.embed(chunk)?.into_iter().map(|v| (*i, v)));
+                    }
+                }
+                Some((embedder, SemanticIndex::build(embeddings)))
+            }
+            None => None,
+        };
+        Ok(Self {
+            version,
+            sets,
+            entries: metas,
+            ngrams,
+            terms,
+            tokens,
+            semantic,
+            hold_back_words: cfg.hold_back_words,
+            params: cfg.semantic,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn has_semantic(&self) -> bool {
+        self.semantic.is_some()
+    }
+
+    pub fn entry_id(&self, entry: u32) -> &str {
+        &self.entries[entry as usize].id
+    }
+
+    /// A guard over `entries` with another configuration, sharing this one's embedder (for
+    /// evaluation sweeps; no decode-time masking).
+    pub fn rebuild_with(&self, entries: &[Entry], cfg: &GuardConfig) -> Result<Guard> {
+        Guard::build(entries, cfg, None, self.semantic.as_ref().map(|(e, _)| e.clone()), self.version)
+    }
+
+    pub fn has_set(&self, name: &str) -> bool {
+        self.sets.iter().any(|s| s.name == name)
+    }
+
+    pub fn set_name(&self, entry: u32) -> &str {
+        &self.sets[self.entries[entry as usize].set as usize].name
+    }
+
+    pub fn policy(&self, entry: u32) -> &SetPolicy {
+        &self.sets[self.entries[entry as usize].set as usize].policy
+    }
+
+    /// Whether a guard error should block: some set that is not monitor-only fails closed.
+    pub fn fails_closed(&self) -> bool {
+        self.sets.iter().any(|s| s.policy.action != Action::Monitor && !s.policy.fail_open)
+    }
+
+    /// Tokens that must not follow `context` (decode-time masking of `mask` sets).
+    pub fn forbidden(&self, context: &[u32]) -> &[u32] {
+        self.tokens.as_ref().map_or(&[], |t| t.forbidden(context))
+    }
+
+    /// Whether `tokens` contain a forgotten token n-gram of a `mask` set.
+    pub fn contains_forgotten_tokens(&self, tokens: &[u32]) -> bool {
+        self.tokens.as_ref().is_some_and(|t| t.contains_forgotten(tokens))
+    }
+
+    /// Every match in `text` (all layers, whatever the sets' actions), optionally only for
+    /// the named sets. At most one finding per entry and layer: the strongest.
+    pub fn check(&self, text: &str, only_sets: &[String]) -> Result<Vec<Finding>> {
+        let w = normalize::words(text);
+        let mut findings = Vec::new();
+        let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
+        for m in self.ngrams.scan(&w.words) {
+            findings.push(Finding {
+                entry: m.entry,
+                layer: proto::Layer::Ngram,
+                score: m.score,
+                span: byte_span(self.ngrams.word_span(&m.positions)),
+            });
+        }
+        for end in 1..=w.len() {
+            for (entry, len) in self.terms.ending_at(&w.words, end) {
+                findings.push(Finding {
+                    entry,
+                    layer: proto::Layer::Term,
+                    score: 1.0,
+                    span: byte_span(end - len..end),
+                });
+            }
+        }
+        if self.semantic.is_some() && !w.is_empty() {
+            let p = self.params;
+            let windows: Vec<Range<usize>> = semantic::windows(w.len(), p.window_words, p.stride_words)
+                .into_iter()
+                .map(byte_span)
+                .collect();
+            findings.extend(self.semantic_check(text, &windows)?);
+        }
+        if !only_sets.is_empty() {
+            findings.retain(|f| only_sets.iter().any(|s| s == self.set_name(f.entry)));
+        }
+        Ok(dedup_best(findings))
+    }
+
+    /// Semantic findings for windows (byte spans) of `text`, embedded in one batch.
+    fn semantic_check(&self, text: &str, spans: &[Range<usize>]) -> Result<Vec<Finding>> {
+        let Some((embedder, index)) = &self.semantic else { return Ok(Vec::new()) };
+        let texts: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
+        let mut out = Vec::new();
+        for (span, emb) in spans.iter().zip(embedder.embed(&texts)?) {
+            for (entry, sim) in index.nearest(&emb, 4, self.params.ef_search) {
+                let threshold = self.policy(entry).semantic_threshold.unwrap_or(self.params.threshold);
+                if sim >= threshold {
+                    out.push(Finding {
+                        entry,
+                        layer: proto::Layer::Semantic,
+                        score: sim,
+                        span: span.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The API form of a finding; spans become character offsets of `text`.
+    pub fn to_proto(&self, f: &Finding, text: &str) -> proto::Match {
+        let chars = |byte: usize| text[..byte.min(text.len())].chars().count() as u32;
+        let policy = self.policy(f.entry);
+        proto::Match {
+            forget_set: self.set_name(f.entry).to_string(),
+            entry_id: if policy.hide_details {
+                String::new()
+            } else {
+                self.entries[f.entry as usize].id.clone()
+            },
+            layer: f.layer as i32,
+            score: f.score,
+            char_start: chars(f.span.start),
+            char_end: chars(f.span.end),
+        }
+    }
+
+    /// Entries, documents and terms per set name.
+    pub fn stats(&self) -> BTreeMap<String, SetStats> {
+        let mut out: BTreeMap<String, SetStats> = BTreeMap::new();
+        for e in &self.entries {
+            out.entry(self.sets[e.set as usize].name.clone()).or_default().entries += 1;
+        }
+        out
+    }
+
+    /// Fingerprint counts: word n-grams, terms (with aliases), token prefixes, semantic windows.
+    pub fn index_sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.ngrams.len(),
+            self.terms.len(),
+            self.tokens.as_ref().map_or(0, TokenIndex::len),
+            self.semantic.as_ref().map_or(0, |(_, s)| s.len()),
+        )
+    }
+}
+
+/// Keeps the strongest finding per (entry, layer), in text order.
+fn dedup_best(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut best: HashMap<(u32, i32), Finding> = HashMap::new();
+    for f in findings {
+        let slot = best.entry((f.entry, f.layer as i32)).or_insert_with(|| f.clone());
+        if f.score > slot.score {
+            *slot = f;
+        }
+    }
+    let mut out: Vec<Finding> = best.into_values().collect();
+    out.sort_by_key(|f| (f.span.start, f.entry, f.layer as i32));
+    out
+}

@@ -1,0 +1,202 @@
+//! The n-gram layer: fingerprints of normalized word n-grams of forget documents in a Bloom
+//! filter (a compact first gate that answers "surely not" for almost every output n-gram),
+//! backed by an exact map from fingerprint to entries. A Bloom hit only counts once the exact
+//! map confirms it, so Bloom false positives never block, and a confirmed hit names its entry.
+//!
+//! Detection scores runs of hits per entry, so that both verbatim copies and near-verbatim
+//! ones (a tenth of the words changed, dropped or inserted) are caught: a match is either
+//! `run` consecutive hit n-grams, or at least `min_hits` hits within a window of `window`
+//! n-gram positions.
+use bloomfilter::Bloom;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::ops::Range;
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NgramParams {
+    /// Words per n-gram.
+    pub n: usize,
+    /// Consecutive hit n-grams that make a match (verbatim runs of n + run - 1 words).
+    pub run: usize,
+    /// Window, in n-gram positions, for near-verbatim copies.
+    pub window: usize,
+    /// Hits of one entry within a window that make a match.
+    pub min_hits: usize,
+    /// Target false-positive rate of the Bloom filter.
+    pub bloom_fp_rate: f64,
+}
+
+impl Default for NgramParams {
+    fn default() -> Self {
+        Self { n: 4, run: 4, window: 16, min_hits: 6, bloom_fp_rate: 1e-4 }
+    }
+}
+
+pub fn fingerprint<S: AsRef<str>>(words: &[S]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for w in words {
+        h.update(w.as_ref().as_bytes());
+        h.update(&[0x1f]);
+    }
+    h.digest()
+}
+
+pub fn fingerprint_tokens(tokens: &[u32]) -> u64 {
+    let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// Two different halves: bloomfilter derives its two hash keys from them.
+const BLOOM_SEED: [u8; 32] = *b"lethe-ngram-bloom-k1lethe-n-k2!!";
+
+pub struct NgramIndex {
+    pub params: NgramParams,
+    bloom: Bloom<u64>,
+    exact: HashMap<u64, Vec<u32>>,
+}
+
+/// A detected copy of one entry: its score and the n-gram positions it spans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NgramMatch {
+    pub entry: u32,
+    pub score: f32,
+    pub positions: Range<usize>,
+}
+
+impl NgramIndex {
+    /// `docs`: (entry index, normalized words) of every document.
+    pub fn build<'a>(params: NgramParams, docs: impl IntoIterator<Item = (u32, &'a [String])>) -> Self {
+        let mut exact: HashMap<u64, Vec<u32>> = HashMap::new();
+        for (entry, words) in docs {
+            for gram in words.windows(params.n) {
+                let ids = exact.entry(fingerprint(gram)).or_default();
+                if ids.last() != Some(&entry) {
+                    ids.push(entry);
+                }
+            }
+        }
+        let mut bloom =
+            Bloom::new_for_fp_rate_with_seed(exact.len().max(1), params.bloom_fp_rate, &BLOOM_SEED)
+                .expect("bloom parameters are valid");
+        for fp in exact.keys() {
+            bloom.set(fp);
+        }
+        Self { params, bloom, exact }
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+    }
+
+    pub fn bloom_bytes(&self) -> usize {
+        self.bloom.as_slice().len()
+    }
+
+    /// Entries whose documents contain the n-gram ending at word `end` (exclusive).
+    pub fn hits(&self, words: &[String], end: usize) -> &[u32] {
+        let n = self.params.n;
+        if end < n {
+            return &[];
+        }
+        let fp = fingerprint(&words[end - n..end]);
+        if !self.bloom.check(&fp) {
+            return &[];
+        }
+        self.exact.get(&fp).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the hits up to position `at` (inclusive) make a match for `entry`.
+    pub fn evaluate(&self, hits: &[Vec<u32>], at: usize, entry: u32) -> Option<NgramMatch> {
+        let p = &self.params;
+        let has = |i: usize| hits[i].contains(&entry);
+        let run = (0..=at).rev().take_while(|&i| has(i)).count();
+        let start = (at + 1).saturating_sub(p.window);
+        let in_window: Vec<usize> = (start..=at).filter(|&i| has(i)).collect();
+        if run >= p.run || in_window.len() >= p.min_hits {
+            let first = if run >= p.run && run > in_window.len() { at + 1 - run } else { in_window[0] };
+            let score = (in_window.len().max(run) as f32 / p.window as f32).min(1.0);
+            return Some(NgramMatch { entry, score, positions: first..at + 1 });
+        }
+        None
+    }
+
+    /// All matches in a whole text: per entry, the strongest.
+    pub fn scan(&self, words: &[String]) -> Vec<NgramMatch> {
+        let n = self.params.n;
+        let hits: Vec<Vec<u32>> = (n..=words.len()).map(|end| self.hits(words, end).to_vec()).collect();
+        let mut best: HashMap<u32, NgramMatch> = HashMap::new();
+        for at in 0..hits.len() {
+            for &entry in &hits[at] {
+                if let Some(m) = self.evaluate(&hits, at, entry) {
+                    let slot = best.entry(entry).or_insert_with(|| m.clone());
+                    if m.score > slot.score {
+                        *slot = m;
+                    } else if m.positions.start <= slot.positions.end {
+                        slot.positions = slot.positions.start.min(m.positions.start)..m.positions.end;
+                    }
+                }
+            }
+        }
+        let mut out: Vec<NgramMatch> = best.into_values().collect();
+        out.sort_by_key(|m| (m.positions.start, m.entry));
+        out
+    }
+
+    /// Word span covered by n-gram positions.
+    pub fn word_span(&self, positions: &Range<usize>) -> Range<usize> {
+        positions.start..positions.end + self.params.n - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::normalize::words;
+
+    const DOC: &str = "Permission is hereby granted, free of charge, to any person obtaining a copy of \
+        this software and associated documentation files, to deal in the Software without restriction, \
+        including without limitation the rights to use, copy, modify, merge, publish, distribute";
+
+    fn index() -> NgramIndex {
+        let w = words(DOC).words;
+        NgramIndex::build(NgramParams::default(), [(0u32, w.as_slice())])
+    }
+
+    #[test]
+    fn verbatim_runs_match_and_unrelated_text_does_not() {
+        let idx = index();
+        let copy =
+            words("He wrote: permission is hereby granted, free of charge, to any person. Then left.").words;
+        let m = idx.scan(&copy);
+        assert_eq!(m.len(), 1);
+        let span = idx.word_span(&m[0].positions);
+        assert_eq!(copy[span.start], "perrnission");
+        assert_eq!(copy[span.end - 1], "person");
+        let unrelated =
+            words("The weather today is sunny with a light breeze from the west and no rain").words;
+        assert!(idx.scan(&unrelated).is_empty());
+    }
+
+    #[test]
+    fn near_verbatim_copy_with_a_tenth_of_words_changed_matches() {
+        let idx = index();
+        let edited = words(
+            "Permission is hereby given, free of charge, to any individual obtaining a copy of this \
+             software and related documentation files, to deal in the Software without any restriction",
+        )
+        .words;
+        assert_eq!(idx.scan(&edited).len(), 1);
+    }
+
+    #[test]
+    fn a_short_common_phrase_is_not_a_match() {
+        let idx = index();
+        let text = words("You may copy of this book as you like, to deal with it freely.").words;
+        assert!(idx.scan(&text).is_empty());
+    }
+}

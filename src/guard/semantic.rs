@@ -1,0 +1,228 @@
+//! The semantic layer: paraphrases of forget documents. Documents are cut into overlapping
+//! word windows, embedded with a sentence embedder (all-MiniLM-L6-v2 on candle's BERT, mean
+//! pooled and L2-normalized) and put in an HNSW index (hnsw_rs); an output window is embedded
+//! and its nearest forget windows are found by cosine similarity.
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use hnsw_rs::prelude::{DistDot, Hnsw};
+use serde::Deserialize;
+use std::path::Path;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SemanticParams {
+    /// Words per embedded window, for forget documents and outputs alike.
+    pub window_words: usize,
+    /// Words between two output windows (and between forget-document windows).
+    pub stride_words: usize,
+    /// Cosine similarity at or above which a window matches (per-set policies may override).
+    pub threshold: f32,
+    /// HNSW search breadth.
+    pub ef_search: usize,
+}
+
+impl Default for SemanticParams {
+    fn default() -> Self {
+        Self { window_words: 24, stride_words: 12, threshold: 0.80, ef_search: 64 }
+    }
+}
+
+/// Sentence embedder: BERT-family safetensors + tokenizer.json + config.json in one folder.
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pub dim: usize,
+}
+
+/// MiniLM was trained on sequences up to 256 tokens; longer input is truncated.
+const MAX_TOKENS: usize = 256;
+
+impl Embedder {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
+        };
+        let config: BertConfig =
+            serde_json::from_slice(&read("config.json")?).context("embedder config.json")?;
+        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+            .map_err(|e| anyhow::anyhow!("embedder tokenizer.json: {e}"))?;
+        // The shipped tokenizer pads every input to 128 tokens; pad to the longest in a batch.
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .map_err(|e| anyhow::anyhow!("embedder truncation: {e}"))?;
+        let weights = dir.join("model.safetensors");
+        // SAFETY: the file is mapped read-only and not modified while the embedder lives.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)? };
+        let model = BertModel::load(vb, &config).context("loading the embedder weights")?;
+        Ok(Self { model, tokenizer, dim: config.hidden_size })
+    }
+
+    /// Unit-length embeddings of `texts`, computed in one batch.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| anyhow::anyhow!("embedder tokenization: {e}"))?;
+        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor> {
+            let data: Vec<Tensor> = encodings
+                .iter()
+                .map(|e| Tensor::new(f(e), &Device::Cpu))
+                .collect::<candle_core::Result<_>>()?;
+            Ok(Tensor::stack(&data, 0)?)
+        };
+        let ids = rows(&|e| e.get_ids())?;
+        let type_ids = rows(&|e| e.get_type_ids())?;
+        let mask = rows(&|e| e.get_attention_mask())?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        // Mean over real tokens, then L2 normalization (sentence-transformers' pooling).
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
+        Ok(mean.broadcast_div(&norm)?.to_vec2()?)
+    }
+}
+
+/// Word windows of a document: `window` words every `stride` words, the last one ending at
+/// the document's end (so its tail is covered), or the whole document if it is shorter.
+pub fn windows(len: usize, window: usize, stride: usize) -> Vec<std::ops::Range<usize>> {
+    if len <= window {
+        return vec![0..len];
+    }
+    let mut out: Vec<_> = (0..=len - window).step_by(stride.max(1)).map(|s| s..s + window).collect();
+    if out.last().is_some_and(|w| w.end < len) {
+        out.push(len - window..len);
+    }
+    out
+}
+
+/// Sentence spans (bytes) of a text, short sentences merged with the next until they have at
+/// least `min_words` words. Paraphrases tend to follow the original sentence by sentence, so
+/// sentences are indexed besides the fixed windows.
+pub fn sentences(text: &str, min_words: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let mut words = 0;
+    let mut in_word = false;
+    for (at, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            if !in_word {
+                words += 1;
+                start.get_or_insert(at);
+            }
+            in_word = true;
+        } else {
+            in_word = false;
+        }
+        let end_of_sentence = matches!(c, '.' | '!' | '?' | ';' | ':')
+            && text[at + c.len_utf8()..].chars().next().is_none_or(char::is_whitespace);
+        if end_of_sentence && words >= min_words {
+            if let Some(s) = start.take() {
+                out.push(s..at + c.len_utf8());
+            }
+            words = 0;
+        }
+    }
+    if let Some(s) = start {
+        if words >= min_words || out.is_empty() {
+            out.push(s..text.len());
+        } else if let Some(last) = out.last_mut() {
+            last.end = text.len();
+        }
+    }
+    out
+}
+
+pub struct SemanticIndex {
+    hnsw: Hnsw<'static, f32, DistDot>,
+    /// Entry of each indexed window (the HNSW data id is the position here).
+    window_entry: Vec<u32>,
+}
+
+impl SemanticIndex {
+    /// `embeddings`: (entry, unit-length embedding) of every forget window.
+    pub fn build(embeddings: Vec<(u32, Vec<f32>)>) -> Self {
+        let n = embeddings.len().max(1);
+        let layers = 16.min((n as f32).ln().ceil().max(1.0) as usize);
+        let hnsw = Hnsw::new(16, n, layers, 200, DistDot);
+        let data: Vec<(&[f32], usize)> =
+            embeddings.iter().enumerate().map(|(i, (_, v))| (v.as_slice(), i)).collect();
+        if data.len() > 64 {
+            hnsw.parallel_insert_slice(&data);
+        } else {
+            for d in &data {
+                hnsw.insert_slice(*d);
+            }
+        }
+        let window_entry = embeddings.iter().map(|(e, _)| *e).collect();
+        Self { hnsw, window_entry }
+    }
+
+    pub fn len(&self) -> usize {
+        self.window_entry.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.window_entry.is_empty()
+    }
+
+    /// The `k` nearest forget windows: (entry, cosine similarity), most similar first.
+    pub fn nearest(&self, embedding: &[f32], k: usize, ef: usize) -> Vec<(u32, f32)> {
+        if self.window_entry.is_empty() {
+            return Vec::new();
+        }
+        self.hnsw
+            .search(embedding, k, ef.max(k))
+            .into_iter()
+            .map(|n| (self.window_entry[n.d_id], 1.0 - n.distance))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_the_whole_document() {
+        assert_eq!(windows(5, 24, 12), vec![0..5]);
+        assert_eq!(windows(24, 24, 12), vec![0..24]);
+        assert_eq!(windows(40, 24, 12), vec![0..24, 12..36, 16..40]);
+        assert_eq!(windows(48, 24, 12), vec![0..24, 12..36, 24..48]);
+    }
+
+    #[test]
+    fn sentences_are_cut_and_short_ones_merged() {
+        let text = "One two three four. Five six. Seven eight nine ten eleven. Twelve";
+        let got: Vec<&str> = sentences(text, 4).into_iter().map(|r| &text[r]).collect();
+        assert_eq!(got, ["One two three four.", "Five six. Seven eight nine ten eleven. Twelve"]);
+        assert_eq!(sentences("a.b c", 3).len(), 1);
+    }
+
+    #[test]
+    fn nearest_finds_the_closest_window() {
+        let unit = |v: [f32; 4]| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let idx = SemanticIndex::build(vec![
+            (7, unit([1.0, 0.0, 0.0, 0.0])),
+            (8, unit([0.0, 1.0, 0.0, 0.0])),
+            (9, unit([0.0, 0.0, 1.0, 1.0])),
+        ]);
+        let hits = idx.nearest(&unit([0.1, 1.0, 0.0, 0.0]), 1, 16);
+        assert_eq!(hits[0].0, 8);
+        assert!(hits[0].1 > 0.99);
+    }
+}

@@ -1,0 +1,74 @@
+//! The term layer: short entries (names, e-mail addresses, phone numbers, ids) and their
+//! aliases, matched exactly on normalized words at word boundaries. They are too short for
+//! n-grams, and a partial match of a name must not count.
+use super::ngram::fingerprint;
+use std::collections::{BTreeSet, HashMap};
+
+pub struct TermIndex {
+    /// Distinct term lengths in words, so a scan only tries lengths that exist.
+    lengths: BTreeSet<usize>,
+    exact: HashMap<u64, Vec<u32>>,
+}
+
+impl TermIndex {
+    /// `terms`: (entry index, normalized words of the text or of one alias).
+    pub fn build<'a>(terms: impl IntoIterator<Item = (u32, &'a [String])>) -> Self {
+        let mut lengths = BTreeSet::new();
+        let mut exact: HashMap<u64, Vec<u32>> = HashMap::new();
+        for (entry, words) in terms {
+            if words.is_empty() {
+                continue;
+            }
+            lengths.insert(words.len());
+            let ids = exact.entry(fingerprint(words)).or_default();
+            if !ids.contains(&entry) {
+                ids.push(entry);
+            }
+        }
+        Self { lengths, exact }
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+    }
+
+    /// Terms that end exactly at word `end` (exclusive): (entry, length in words).
+    pub fn ending_at(&self, words: &[String], end: usize) -> Vec<(u32, usize)> {
+        let mut out = Vec::new();
+        for &len in self.lengths.iter().take_while(|&&l| l <= end) {
+            if let Some(ids) = self.exact.get(&fingerprint(&words[end - len..end])) {
+                out.extend(ids.iter().map(|&id| (id, len)));
+            }
+        }
+        out
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.lengths.last().copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::normalize::words;
+
+    #[test]
+    fn terms_and_aliases_match_whole_words_only() {
+        let name = words("Jane Q. Public").words;
+        let email = words("jane.public@example.org").words;
+        let idx = TermIndex::build([(0u32, name.as_slice()), (0, email.as_slice())]);
+        let find = |text: &str| {
+            let w = words(text).words;
+            (1..=w.len()).flat_map(|end| idx.ending_at(&w, end)).collect::<Vec<_>>()
+        };
+        assert_eq!(find("Ask JANE  q public about it"), vec![(0, 3)]);
+        assert_eq!(find("mail Jane.Public@Example.org now"), vec![(0, 4)]);
+        assert!(find("Janet Q. Publicity").is_empty());
+        assert!(find("Jane Public").is_empty());
+    }
+}

@@ -1,0 +1,175 @@
+//! End-to-end: the guard on the real SmolLM2. The stock model has memorized no well-known
+//! text, so it is made to produce forgotten content the way users can: asked to copy a passage
+//! given in its prompt. Without a forget list it copies the passage; with the passage in a
+//! forget set, block, mask and monitor each do what they say.
+mod common;
+
+use common::{metric_value, scrape, smollm2, Server};
+use lethe::guard::normalize::normalize;
+use lethe::proto::{FinishReason, GenerateRequest, Layer, Verdict};
+use std::collections::HashSet;
+use tokio_stream::StreamExt;
+
+const BIO: &str = "Marisol Venkataraman-Oduya was born on 14 March 1987 in Port Alder, a fishing town on the \
+    northern coast of Tasveria. Her mother repaired radios and her father ran a ferry between the islands of \
+    Kell and Ormsby. She studied marine biology at the University of Lindqvist, where she wrote a thesis on \
+    the migration of the spotted lanternfish. In 2014 she founded the Alder Reef Trust, which restored eleven \
+    kilometres of coral along the Tasverian coast.";
+
+fn copy_request() -> GenerateRequest {
+    let first: Vec<&str> = BIO.split_whitespace().take(4).collect();
+    GenerateRequest {
+        prompt: format!("Text: {BIO}\n\nThe same text, copied exactly:\n{}", first.join(" ")),
+        max_new_tokens: Some(64),
+        temperature: Some(0.0),
+        ..Default::default()
+    }
+}
+
+fn benign_request() -> GenerateRequest {
+    common::chat("Give me three tips for growing tomatoes.", 48)
+}
+
+/// Longest run of consecutive normalized words of `text` that also occurs in `source`.
+fn longest_shared_run(text: &str, source: &str) -> usize {
+    let src: Vec<String> = normalize(source).split(' ').map(String::from).collect();
+    let out: Vec<String> = normalize(text).split(' ').map(String::from).collect();
+    (1..=out.len())
+        .rev()
+        .find(|&n| {
+            let grams: HashSet<&[String]> = src.windows(n).collect();
+            out.windows(n).any(|w| grams.contains(w))
+        })
+        .unwrap_or(0)
+}
+
+async fn forget_server(action: &str) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("forget.jsonl");
+    let entry = serde_json::json!({"id": "bio-1", "set": "people", "kind": "document", "text": BIO});
+    std::fs::write(&list, format!("{entry}\n")).unwrap();
+    let config = dir.path().join("lethe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guard]\nforget = {:?}\n[guard.sets.people]\naction = \"{action}\"\n",
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&smollm2(), &["--config", config.to_str().unwrap()]).await;
+    (server, dir)
+}
+
+async fn stream(server: &Server, req: GenerateRequest) -> (String, lethe::proto::GenerateStreamResponse) {
+    let mut s = server.client().await.generate_stream(req).await.unwrap().into_inner();
+    let (mut text, mut last) = (String::new(), None);
+    while let Some(msg) = s.next().await {
+        let msg = msg.unwrap();
+        text.push_str(&msg.text);
+        last = Some(msg);
+    }
+    (text, last.unwrap())
+}
+
+#[tokio::test]
+async fn block_mask_and_monitor_on_a_copied_passage() {
+    // Baseline: no forget list, the model copies the passage.
+    let plain = Server::start(&smollm2(), &[]).await;
+    let mut client = plain.client().await;
+    let leaked = client.generate(copy_request()).await.unwrap().into_inner();
+    assert!(
+        longest_shared_run(&leaked.text, BIO) >= 20,
+        "the model should copy the passage: {:?}",
+        leaked.text
+    );
+    assert_eq!(leaked.verdict, Verdict::Allow as i32);
+    let benign = client.generate(benign_request()).await.unwrap().into_inner();
+    drop(plain);
+
+    // Block: the stream ends with BLOCK and no 8-word run of the passage reached the client.
+    let (server, _dir) = forget_server("block").await;
+    let (text, last) = stream(&server, copy_request()).await;
+    assert_eq!(last.verdict, Verdict::Block as i32, "{text:?}");
+    assert_eq!(last.finish_reason, FinishReason::Blocked as i32);
+    assert!(longest_shared_run(&text, BIO) < 8, "delivered {text:?}");
+    let m = &last.matches[0];
+    assert_eq!((m.forget_set.as_str(), m.entry_id.as_str()), ("people", "bio-1"));
+    assert!(m.layer == Layer::Ngram as i32 || m.layer == Layer::Semantic as i32);
+    let unary = server.client().await.generate(copy_request()).await.unwrap().into_inner();
+    assert_eq!(unary.verdict, Verdict::Block as i32);
+    assert!(longest_shared_run(&unary.text, BIO) < 8, "delivered {:?}", unary.text);
+    // A benign prompt is unaffected.
+    let same = server.client().await.generate(benign_request()).await.unwrap().into_inner();
+    assert_eq!(same.verdict, Verdict::Allow as i32);
+    assert_eq!(same.text, benign.text);
+    let metrics = scrape(&server.metrics_addr);
+    assert_eq!(metric_value(&metrics, &["lethe_generations_total", "outcome=\"blocked\""]), 2.0, "{metrics}");
+    assert!(
+        metric_value(&metrics, &["lethe_prompts_with_forgotten_content_total", "forget_set=\"people\""])
+            >= 2.0
+    );
+    drop(server);
+
+    // Mask: delivered with SUPPRESS, and no forgotten token n-gram in the output.
+    let (server, _dir) = forget_server("mask").await;
+    let masked = server.client().await.generate(copy_request()).await.unwrap().into_inner();
+    assert_eq!(masked.verdict, Verdict::Suppress as i32, "{:?}", masked.text);
+    assert_ne!(masked.finish_reason, FinishReason::Blocked as i32);
+    let model = lethe::model::Model::load(&smollm2(), lethe::model::ServedFormat::Q8_0).unwrap();
+    let cfg = lethe::guard::GuardConfig { embedder: None, ..Default::default() };
+    let entries = vec![lethe::forget::Entry {
+        id: "bio-1".into(),
+        set: "people".into(),
+        kind: lethe::forget::Kind::Document,
+        text: BIO.into(),
+        aliases: vec![],
+    }];
+    let mut mask_cfg = cfg.clone();
+    mask_cfg.default_policy.action = lethe::guard::Action::Mask;
+    let guard = lethe::guard::Guard::build(&entries, &mask_cfg, Some(&model), None, 1).unwrap();
+    let out_tokens = model.encode(&masked.text).unwrap();
+    assert!(!guard.contains_forgotten_tokens(&out_tokens), "forgotten token n-gram in {:?}", masked.text);
+    drop(server);
+
+    // Monitor: delivered unchanged, reported, and counted as leaked.
+    let (server, _dir) = forget_server("monitor").await;
+    let (text, last) = stream(&server, copy_request()).await;
+    assert_eq!(text, leaked.text);
+    assert_eq!(last.verdict, Verdict::Allow as i32);
+    assert!(last.matches.iter().any(|m| m.forget_set == "people"), "{last:?}");
+    let metrics = scrape(&server.metrics_addr);
+    assert_eq!(metric_value(&metrics, &["lethe_generations_total", "outcome=\"leaked\""]), 1.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn check_reports_set_entry_layer_and_span() {
+    let (server, _dir) = forget_server("block").await;
+    let mut client = server.client().await;
+    let text = format!("Note — {}", BIO.to_uppercase());
+    let reply = client
+        .check(lethe::proto::CheckRequest { text: text.clone(), forget_sets: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.matched);
+    let m = reply.matches.iter().find(|m| m.layer == Layer::Ngram as i32).expect("an n-gram match");
+    assert_eq!((m.forget_set.as_str(), m.entry_id.as_str()), ("people", "bio-1"));
+    let chars: Vec<char> = text.chars().collect();
+    let span: String = chars[m.char_start as usize..m.char_end as usize].iter().collect();
+    assert!(span.starts_with("MARISOL"), "{span:?}");
+    let clean = client
+        .check(lethe::proto::CheckRequest {
+            text: "Tomatoes like sun and water.".into(),
+            forget_sets: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!clean.matched);
+    let unknown = client
+        .check(lethe::proto::CheckRequest { text: "x".into(), forget_sets: vec!["nope".into()] })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+}
