@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/lethe/v1/inference.proto"];
+    let protos = ["proto/lethe/v1/inference.proto", "proto/lethe/v1/admin.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -32,7 +32,11 @@ fn main() -> anyhow::Result<()> {
         for p in prompts {
             let text = format!("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{p}<|im_end|>\n<|im_start|>assistant\n");
             let ids = model.encode(&text)?;
-            let mut g = Generator::new(&model, ids, &Sampling { temperature: 0.0, top_p: None, top_k: None, seed: 0 });
+            let mut g = Generator::new(
+                &model,
+                ids,
+                &Sampling { temperature: 0.0, top_p: None, top_k: None, seed: 0 },
+            );
             let mut stream = StreamGuard::new(guard.clone());
             g.step(|c| guard.forbidden(c).to_vec())?; // prompt processing is not decode
             let started = Instant::now();

@@ -38,6 +38,15 @@ pub struct Config {
     pub log_content: bool,
     /// The runtime suppression layer: forget list, per-set policies, layer parameters.
     pub guard: GuardConfig,
+    /// Directory of the durable forget store (admin API changes). Unset: the admin API can
+    /// read but not change forget lists.
+    pub data_dir: Option<PathBuf>,
+    /// File holding the admin bearer token (or set LETHE_ADMIN_TOKEN).
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve ForgetAdmin on its own address instead of the inference listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// Reload the forget file or folder when it changes.
+    pub watch_forget: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -65,6 +74,10 @@ impl Default for Config {
             log_format: LogFormat::default(),
             log_content: false,
             guard: GuardConfig::default(),
+            data_dir: None,
+            admin_token_file: None,
+            admin_listen: None,
+            watch_forget: true,
         }
     }
 }
@@ -126,6 +139,18 @@ pub struct ServeArgs {
     /// Newest words of a stream held back until the guard has cleared them [default: 12].
     #[arg(long, env = "LETHE_HOLD_BACK_WORDS")]
     pub hold_back_words: Option<usize>,
+    /// Directory of the durable forget store (admin API changes) [default: none].
+    #[arg(long, env = "LETHE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// File holding the admin bearer token; LETHE_ADMIN_TOKEN gives the token itself.
+    #[arg(long, env = "LETHE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve ForgetAdmin on its own address [default: the gRPC listener].
+    #[arg(long, env = "LETHE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Reload the forget file or folder when it changes [default: true].
+    #[arg(long, env = "LETHE_WATCH_FORGET")]
+    pub watch_forget: Option<bool>,
 }
 
 impl Config {
@@ -161,6 +186,18 @@ impl Config {
             log_format,
             log_content
         );
+        if let Some(dir) = &args.data_dir {
+            cfg.data_dir = Some(dir.clone());
+        }
+        if let Some(path) = &args.admin_token_file {
+            cfg.admin_token_file = Some(path.clone());
+        }
+        if let Some(addr) = args.admin_listen {
+            cfg.admin_listen = Some(addr);
+        }
+        if let Some(watch) = args.watch_forget {
+            cfg.watch_forget = watch;
+        }
         if let Some(path) = &args.forget {
             cfg.guard.forget = Some(path.clone());
         }

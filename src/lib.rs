@@ -1,5 +1,6 @@
 //! Lethe: a gRPC model-serving guard that makes forgetting real at two depths — unlearning in
 //! the weights and a runtime suppression layer on every generation.
+pub mod admin_cli;
 pub mod config;
 pub mod eval;
 pub mod forget;

@@ -20,6 +20,8 @@ enum Command {
     Check(CheckArgs),
     /// Measure the guard on an evaluation set: recall per category and false-positive rate.
     Eval(EvalArgs),
+    /// Manage the forget lists of a running server (ForgetAdmin API).
+    Forget(lethe::admin_cli::ForgetArgs),
 }
 
 #[derive(clap::Args)]
@@ -81,6 +83,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check(args) => check(&args),
         Command::Eval(args) => eval(&args),
+        Command::Forget(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(lethe::admin_cli::run(args)),
     }
 }
 

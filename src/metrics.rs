@@ -21,6 +21,11 @@ pub const GUARD_MATCHES: &str = "lethe_guard_matches_total";
 pub const GUARD_STEP: &str = "lethe_guard_step_seconds";
 pub const GUARD_ERRORS: &str = "lethe_guard_errors_total";
 pub const PROMPTS_WITH_FORGOTTEN: &str = "lethe_prompts_with_forgotten_content_total";
+pub const RELOADS: &str = "lethe_forget_reloads_total";
+pub const RELOAD_DURATION: &str = "lethe_forget_reload_duration_seconds";
+pub const SNAPSHOT_VERSION: &str = "lethe_forget_snapshot_version";
+pub const LAST_RELOAD: &str = "lethe_forget_last_reload_timestamp_seconds";
+pub const FORGET_ENTRIES: &str = "lethe_forget_entries";
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -123,6 +128,21 @@ pub fn guard_error() {
 
 pub fn prompt_with_forgotten_content(set: &str) {
     counter!(PROMPTS_WITH_FORGOTTEN, "forget_set" => set.to_string()).increment(1);
+}
+
+pub fn reloaded(seconds: f64, guard: &crate::guard::Guard) {
+    counter!(RELOADS, "result" => "success").increment(1);
+    histogram!(RELOAD_DURATION).record(seconds);
+    gauge!(SNAPSHOT_VERSION).set(guard.version as f64);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    gauge!(LAST_RELOAD).set(now.as_secs_f64());
+    for (set, stats) in guard.stats() {
+        gauge!(FORGET_ENTRIES, "forget_set" => set).set(stats.entries as f64);
+    }
+}
+
+pub fn reload_failed() {
+    counter!(RELOADS, "result" => "failure").increment(1);
 }
 
 fn code_name(code: tonic::Code) -> &'static str {

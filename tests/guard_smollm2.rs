@@ -173,3 +173,33 @@ async fn check_reports_set_entry_layer_and_span() {
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn an_entry_added_over_the_admin_api_blocks_the_next_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&smollm2(), &["--data-dir", data.to_str().unwrap()]).await;
+    let (text, last) = stream(&server, copy_request()).await;
+    assert_eq!(last.verdict, Verdict::Allow as i32);
+    assert!(longest_shared_run(&text, BIO) >= 20);
+
+    let mut admin = lethe::proto::forget_admin_client::ForgetAdminClient::new(server.channel().await);
+    let entry = lethe::proto::ForgetEntry {
+        id: "bio-1".into(),
+        kind: lethe::proto::EntryKind::Document as i32,
+        text: BIO.into(),
+        aliases: vec![],
+    };
+    let policy = lethe::proto::SetPolicy { action: lethe::proto::Action::Block as i32, ..Default::default() };
+    admin
+        .put_set(lethe::proto::PutSetRequest {
+            set: "people".into(),
+            policy: Some(policy),
+            entries: vec![entry],
+        })
+        .await
+        .unwrap();
+    let (text, last) = stream(&server, copy_request()).await;
+    assert_eq!(last.verdict, Verdict::Block as i32, "{text:?}");
+    assert!(longest_shared_run(&text, BIO) < 8, "delivered {text:?}");
+}

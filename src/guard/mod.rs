@@ -16,7 +16,7 @@ use crate::proto;
 use anyhow::Result;
 use ngram::{NgramIndex, NgramParams};
 use semantic::{Embedder, SemanticIndex, SemanticParams};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use terms::TermIndex;
 use tokens::TokenIndex;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Stop the generation at a match; deliver only text cleared before it.
@@ -36,7 +36,7 @@ pub enum Action {
     Monitor,
 }
 
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SetPolicy {
     pub action: Action,
@@ -182,22 +182,21 @@ impl Guard {
         let semantic = match embedder {
             Some(embedder) => {
                 let p = cfg.semantic;
-                let mut embeddings = Vec::new();
+                let mut windows: Vec<(u32, &str)> = Vec::new();
                 for (i, words, e) in &doc_words {
                     let spans = normalize::words(&e.text).spans;
-                    let mut texts: Vec<&str> = semantic::windows(words.len(), p.window_words, p.stride_words)
-                        .into_iter()
-                        .map(|w| &e.text[spans[w.start].start..spans[w.end - 1].end])
-                        .collect();
-                    if words.len() > p.window_words {
-                        texts.extend(
-                            semantic::sentences(&e.text, p.stride_words / 2).into_iter().map(|r| &e.text[r]),
-                        );
+                    for w in semantic::windows(words.len(), p.window_words, p.stride_words) {
+                        windows.push((*i, &e.text[spans[w.start].start..spans[w.end - 1].end]));
                     }
-                    for chunk in texts.chunks(32) {
-                        embeddings.extend(embedder.embed(chunk)?.into_iter().map(|v| (*i, v)));
+                    if words.len() > p.window_words {
+                        for r in semantic::sentences(&e.text, p.stride_words / 2) {
+                            windows.push((*i, &e.text[r]));
+                        }
                     }
                 }
+                let texts: Vec<&str> = windows.iter().map(|(_, t)| *t).collect();
+                let vectors = embedder.embed_documents(&texts)?;
+                let embeddings = windows.iter().map(|(i, _)| *i).zip(vectors).collect();
                 Some((embedder, SemanticIndex::build(embeddings)))
             }
             None => None,
@@ -348,6 +347,17 @@ impl Guard {
             out.entry(self.sets[e.set as usize].name.clone()).or_default().entries += 1;
         }
         out
+    }
+
+    /// Approximate memory of the indexes in bytes: filters, fingerprint maps (key, entry list
+    /// and hash-table overhead), embeddings and the HNSW graph (16 links per vector).
+    pub fn index_bytes(&self) -> usize {
+        let (ngrams, terms, prefixes, vectors) = self.index_sizes();
+        let dim = self.semantic.as_ref().map_or(0, |(e, _)| e.dim);
+        self.ngrams.bloom_bytes()
+            + self.tokens.as_ref().map_or(0, TokenIndex::bloom_bytes)
+            + (ngrams + terms + prefixes) * 48
+            + vectors * (dim * 4 + 16 * 8 + 64)
     }
 
     /// Fingerprint counts: word n-grams, terms (with aliases), token prefixes, semantic windows.

@@ -35,6 +35,9 @@ pub struct Embedder {
     model: BertModel,
     tokenizer: Tokenizer,
     pub dim: usize,
+    /// Embeddings of forget-document windows by text fingerprint, so that rebuilding a snapshot
+    /// after a small change embeds only the new windows.
+    cache: std::sync::Mutex<std::collections::HashMap<u64, Vec<f32>>>,
 }
 
 /// MiniLM was trained on sequences up to 256 tokens; longer input is truncated.
@@ -61,7 +64,7 @@ impl Embedder {
         // SAFETY: the file is mapped read-only and not modified while the embedder lives.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)? };
         let model = BertModel::load(vb, &config).context("loading the embedder weights")?;
-        Ok(Self { model, tokenizer, dim: config.hidden_size })
+        Ok(Self { model, tokenizer, dim: config.hidden_size, cache: Default::default() })
     }
 
     /// Unit-length embeddings of `texts`, computed in one batch.
@@ -91,6 +94,27 @@ impl Embedder {
         let mean = summed.broadcast_div(&counts)?;
         let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
         Ok(mean.broadcast_div(&norm)?.to_vec2()?)
+    }
+}
+
+impl Embedder {
+    /// Embeddings of forget-document windows, from the cache where possible. The cache then
+    /// keeps exactly these windows (a removed document's windows are dropped).
+    pub fn embed_documents(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut cache = self.cache.lock().expect("embedding cache lock");
+        let keys: Vec<u64> = texts.iter().map(|t| xxhash_rust::xxh3::xxh3_64(t.as_bytes())).collect();
+        let mut missing: Vec<usize> = (0..texts.len()).filter(|&i| !cache.contains_key(&keys[i])).collect();
+        missing.dedup_by_key(|i| keys[*i]);
+        for chunk in missing.chunks(32) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            for (&i, v) in chunk.iter().zip(self.embed(&batch)?) {
+                cache.insert(keys[i], v);
+            }
+        }
+        let out: Vec<Vec<f32>> = keys.iter().map(|k| cache[k].clone()).collect();
+        let used: std::collections::HashSet<u64> = keys.into_iter().collect();
+        cache.retain(|k, _| used.contains(k));
+        Ok(out)
     }
 }
 

@@ -45,6 +45,10 @@ impl TokenIndex {
         self.next.is_empty()
     }
 
+    pub fn bloom_bytes(&self) -> usize {
+        self.bloom.as_slice().len()
+    }
+
     /// Tokens that must not follow `context` (the prompt and the tokens generated so far).
     pub fn forbidden(&self, context: &[u32]) -> &[u32] {
         if context.len() < self.n - 1 {

@@ -31,7 +31,7 @@ impl InferenceService {
         deadline: Option<Instant>,
     ) -> Result<(Job, mpsc::Receiver<Event>), Status> {
         let model = self.state.model.clone();
-        let guard = self.state.guard.clone();
+        let guard = self.state.live.current();
         let job = validate(req, &self.state.config, &model)?;
         let queued_at = Instant::now();
         let admitted = self.state.admission.admit();
@@ -170,7 +170,7 @@ impl Inference for InferenceService {
                     req.text.len()
                 )));
             }
-            let guard = self.state.guard.clone();
+            let guard = self.state.live.current();
             if let Some(unknown) = req.forget_sets.iter().find(|s| !guard.has_set(s)) {
                 return Err(Status::invalid_argument(format!(
                     "forget set {:?} does not exist in snapshot {}",

@@ -1,12 +1,15 @@
 //! The gRPC server: inference, health and reflection on one listener, graceful shutdown.
+pub mod admin;
 pub mod admission;
 pub mod generation;
 pub mod inference;
 pub mod validate;
 
 use crate::config::Config;
-use crate::guard::{semantic::Embedder, Guard};
+use crate::forget::live::Live;
+use crate::guard::semantic::Embedder;
 use crate::model::Model;
+use crate::proto::forget_admin_server::ForgetAdminServer;
 use crate::proto::inference_server::InferenceServer;
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub struct State {
     pub config: Config,
     pub model: Arc<Model>,
-    pub guard: Arc<Guard>,
+    pub live: Arc<Live>,
     pub admission: admission::Admission,
 }
 
@@ -30,18 +33,20 @@ pub async fn serve(config: Config) -> Result<()> {
     let model = tokio::task::spawn_blocking(move || Model::load(&model_path, format))
         .await?
         .with_context(|| format!("loading the model {}", config.model.display()))?;
-    let guard_config = config.guard.clone();
-    let (model, guard) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let guard = build_guard(&guard_config, &model)?;
-        Ok((model, guard))
-    })
-    .await??;
+    let admin_auth = admin::BearerAuth::new(admin_token(&config)?);
+    let model = Arc::new(model);
+    let live = {
+        let (config, model) = (config.clone(), model.clone());
+        tokio::task::spawn_blocking(move || start_live(&config, model)).await??
+    };
+    let live = Arc::new(live);
     let state = Arc::new(State {
         admission: admission::Admission::new(config.max_concurrent_generations, config.max_queued_requests),
-        model: Arc::new(model),
-        guard: Arc::new(guard),
+        model,
+        live: live.clone(),
         config: config.clone(),
     });
+    watch_forget_files(&config, &live)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<InferenceServer<inference::InferenceService>>().await;
@@ -59,6 +64,11 @@ pub async fn serve(config: Config) -> Result<()> {
     let transport_limit = config.max_request_bytes.saturating_mul(4).max(64 << 10);
     let inference = InferenceServer::new(inference::InferenceService::new(state.clone()))
         .max_decoding_message_size(transport_limit);
+    // Forget sets can be large: allow 64 MiB per admin call.
+    let admin = tonic::service::interceptor::InterceptedService::new(
+        ForgetAdminServer::new(admin::AdminService::new(live.clone())).max_decoding_message_size(64 << 20),
+        admin_auth,
+    );
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -72,11 +82,32 @@ pub async fn serve(config: Config) -> Result<()> {
         health.set_not_serving::<InferenceServer<inference::InferenceService>>().await;
         let _ = stop_tx.send(true);
     });
+    // ForgetAdmin shares the inference listener unless it has an address of its own.
+    let (admin_here, admin_apart) = match config.admin_listen {
+        Some(addr) => (None, Some((addr, admin))),
+        None => (Some(admin), None),
+    };
+    if let Some((addr, admin)) = admin_apart {
+        let listener =
+            TcpListener::bind(addr).await.with_context(|| format!("binding the admin listener to {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "serving ForgetAdmin");
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(admin)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+    }
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(inference)
+        .add_optional_service(admin_here)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
     let drain = Duration::from_secs_f64(config.drain_timeout_secs);
     tokio::select! {
@@ -89,9 +120,10 @@ pub async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Loads the embedder and the forget list and builds the guard's indexes.
-fn build_guard(cfg: &crate::guard::GuardConfig, model: &Model) -> Result<Guard> {
+/// Loads the embedder, the forget file and the durable store, and builds the first snapshot.
+fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
     let started = std::time::Instant::now();
+    let cfg = &config.guard;
     let embedder = match &cfg.embedder {
         Some(dir) => Some(Arc::new(Embedder::load(dir).with_context(|| {
             format!(
@@ -101,11 +133,8 @@ fn build_guard(cfg: &crate::guard::GuardConfig, model: &Model) -> Result<Guard> 
         })?)),
         None => None,
     };
-    let entries = match &cfg.forget {
-        Some(path) => crate::forget::load(path)?,
-        None => Vec::new(),
-    };
-    let guard = Guard::build(&entries, cfg, Some(model), embedder, 1)?;
+    let live = Live::start(cfg.clone(), model, embedder, config.data_dir.as_deref())?;
+    let guard = live.current();
     let (ngrams, terms, token_prefixes, windows) = guard.index_sizes();
     tracing::info!(
         entries = guard.entry_count(),
@@ -117,7 +146,80 @@ fn build_guard(cfg: &crate::guard::GuardConfig, model: &Model) -> Result<Guard> 
         build_seconds = started.elapsed().as_secs_f64(),
         "guard ready"
     );
-    Ok(guard)
+    Ok(live)
+}
+
+/// The admin token from LETHE_ADMIN_TOKEN or `admin_token_file`. Without one, ForgetAdmin is
+/// only served on a loopback address.
+fn admin_token(config: &Config) -> Result<Option<String>> {
+    let token = match (std::env::var("LETHE_ADMIN_TOKEN").ok(), &config.admin_token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the admin token file {}", path.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let token = token.map(|t| t.trim().to_string());
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        anyhow::bail!("the admin token must be at least 16 characters");
+    }
+    let addr = config.admin_listen.unwrap_or(config.listen);
+    if token.is_none() {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "refusing to serve ForgetAdmin on {addr} without an admin token: set LETHE_ADMIN_TOKEN or admin_token_file"
+        );
+        tracing::warn!(%addr, "ForgetAdmin has no token: any local process can change forget lists");
+    }
+    Ok(token)
+}
+
+/// Reloads the forget file or folder on SIGHUP and, with `watch_forget`, when it changes.
+fn watch_forget_files(config: &Config, live: &Arc<Live>) -> Result<()> {
+    let Some(path) = config.guard.forget.clone() else { return Ok(()) };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    #[cfg(unix)]
+    {
+        let tx = tx.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = tx.send(());
+            }
+        });
+    }
+    let watcher = if config.watch_forget {
+        use notify::Watcher;
+        // Watch the folder (or the file's folder): editors and Kubernetes replace files by
+        // renaming, which a watch on the file itself would lose. Reads are not changes.
+        let dir = if path.is_dir() {
+            path.clone()
+        } else {
+            path.parent().map(|p| p.to_path_buf()).unwrap_or_default()
+        };
+        let tx = tx.clone();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                let _ = tx.send(());
+            }
+        })?;
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        Some(watcher)
+    } else {
+        None
+    };
+    let live = live.clone();
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        while rx.recv().await.is_some() {
+            // Let a burst of file events settle into one reload.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while rx.try_recv().is_ok() {}
+            let _ = live.reload_files().await;
+        }
+    });
+    Ok(())
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {

@@ -36,6 +36,18 @@ pub struct Server {
 impl Server {
     /// Starts `lethe serve --model MODEL EXTRA...` and waits until health says SERVING.
     pub async fn start(model: &std::path::Path, extra: &[&str]) -> Server {
+        Self::start_env(model, extra, &[]).await
+    }
+
+    /// As `start`, with extra environment variables.
+    pub async fn start_env(model: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut server = Self::spawn(model, extra, env);
+        server.wait_serving().await;
+        server
+    }
+
+    /// Starts the process without waiting for it to serve.
+    pub fn spawn(model: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
         let (port, metrics_port) = (free_port(), free_port());
@@ -46,13 +58,12 @@ impl Server {
             .arg("--model")
             .arg(model)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawning lethe");
-        let mut server = Server { child, addr, metrics_addr, log, _dir: dir };
-        server.wait_serving().await;
-        server
+        Server { child, addr, metrics_addr, log, _dir: dir }
     }
 
     async fn wait_serving(&mut self) {
@@ -155,4 +166,12 @@ pub fn metric_value(exposition: &str, parts: &[&str]) -> f64 {
         .filter(|l| !l.starts_with('#') && parts.iter().all(|p| l.contains(p)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A tiny random llama GGUF (see `lethe::model::fixture`), for tests that need a server but
+/// not a real model's output.
+pub fn tiny_model(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("tiny.gguf");
+    lethe::model::fixture::write_tiny_llama(&path, 11).unwrap();
+    path
 }

@@ -1,0 +1,163 @@
+//! `lethe forget`: the operator's client for a running server's ForgetAdmin API.
+use crate::forget::Kind;
+use crate::proto::forget_admin_client::ForgetAdminClient;
+use crate::proto::{self, *};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tonic::transport::Channel;
+
+#[derive(Args)]
+pub struct ForgetArgs {
+    /// Server address (ForgetAdmin's listener).
+    #[arg(long, env = "LETHE_ADDR", default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// Admin bearer token.
+    #[arg(long, env = "LETHE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: ForgetCommand,
+}
+
+#[derive(Subcommand)]
+enum ForgetCommand {
+    /// Add (or replace) one entry in a set; TEXT "-" reads it from stdin.
+    Add {
+        #[arg(long)]
+        set: String,
+        #[arg(long)]
+        id: String,
+        /// document (verbatim, near-verbatim, paraphrase) or term (exact, with aliases).
+        #[arg(long, default_value = "document")]
+        kind: String,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        text: String,
+    },
+    /// Remove entries from a set by id.
+    Remove {
+        #[arg(long)]
+        set: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List the sets with their source, policy and counts.
+    List,
+    /// Snapshot version, index sizes and the last reload.
+    Status,
+    /// Replace every set found in a JSON Lines forget file with that file's entries.
+    Apply {
+        file: PathBuf,
+        /// Policy of the replaced sets: block, mask or monitor.
+        #[arg(long, default_value = "block")]
+        action: String,
+    },
+}
+
+pub async fn run(args: ForgetArgs) -> Result<()> {
+    let channel = Channel::from_shared(args.addr.clone())
+        .context("--addr must be a URL such as http://127.0.0.1:50051")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.addr))?;
+    let token = args.token.clone();
+    let mut client = ForgetAdminClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        if let Some(t) = &token {
+            let value =
+                format!("Bearer {t}").parse().map_err(|_| tonic::Status::invalid_argument("bad token"))?;
+            req.metadata_mut().insert("authorization", value);
+        }
+        Ok(req)
+    });
+    let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", e.code(), e.message());
+    match args.command {
+        ForgetCommand::Add { set, id, kind, aliases, text } => {
+            let text = if text == "-" { std::io::read_to_string(std::io::stdin())? } else { text };
+            let kind = match kind.as_str() {
+                "document" => EntryKind::Document,
+                "term" => EntryKind::Term,
+                other => bail!("--kind {other:?}: use document or term"),
+            };
+            let entry = ForgetEntry { id, kind: kind as i32, text, aliases };
+            let r =
+                client.add_entries(AddEntriesRequest { set, entries: vec![entry] }).await.map_err(status)?;
+            print_mutation(r.get_ref());
+        }
+        ForgetCommand::Remove { set, ids } => {
+            let r = client.remove_entries(RemoveEntriesRequest { set, ids }).await.map_err(status)?;
+            print_mutation(r.get_ref());
+        }
+        ForgetCommand::List => {
+            let r = client.list_sets(ListSetsRequest {}).await.map_err(status)?;
+            for s in &r.get_ref().sets {
+                println!("{}", set_json(s));
+            }
+        }
+        ForgetCommand::Status => {
+            let s = client.status(StatusRequest {}).await.map_err(status)?.into_inner();
+            let v = serde_json::json!({
+                "snapshot_version": s.snapshot_version,
+                "store_sequence": s.store_sequence,
+                "sets": s.sets.iter().map(set_json).collect::<Vec<_>>(),
+                "ngram_fingerprints": s.ngram_fingerprints,
+                "term_fingerprints": s.term_fingerprints,
+                "token_prefixes": s.token_prefixes,
+                "semantic_vectors": s.semantic_vectors,
+                "index_bytes": s.index_bytes,
+                "last_reload_unix_ms": s.last_reload_unix_ms,
+                "last_reload_seconds": s.last_reload_seconds,
+                "last_error": s.last_error,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ForgetCommand::Apply { file, action } => {
+            let action = match action.as_str() {
+                "block" => proto::Action::Block,
+                "mask" => proto::Action::Mask,
+                "monitor" => proto::Action::Monitor,
+                other => bail!("--action {other:?}: use block, mask or monitor"),
+            };
+            let mut sets: BTreeMap<String, Vec<ForgetEntry>> = BTreeMap::new();
+            for e in crate::forget::load(&file)? {
+                let kind = match e.kind {
+                    Kind::Document => EntryKind::Document,
+                    Kind::Term => EntryKind::Term,
+                };
+                sets.entry(e.set).or_default().push(ForgetEntry {
+                    id: e.id,
+                    kind: kind as i32,
+                    text: e.text,
+                    aliases: e.aliases,
+                });
+            }
+            for (set, entries) in sets {
+                let policy = Some(proto::SetPolicy { action: action as i32, ..Default::default() });
+                let n = entries.len();
+                let r = client
+                    .put_set(PutSetRequest { set: set.clone(), policy, entries })
+                    .await
+                    .map_err(status)?;
+                print!("{set}: {n} entries, ");
+                print_mutation(r.get_ref());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_mutation(r: &MutationResponse) {
+    println!(
+        "live in snapshot {} (store sequence {}, built in {:.3} s)",
+        r.snapshot_version, r.store_sequence, r.build_seconds
+    );
+}
+
+fn set_json(s: &SetInfo) -> serde_json::Value {
+    let p = s.policy.clone().unwrap_or_default();
+    serde_json::json!({
+        "name": s.name, "source": s.source, "entries": s.entries, "documents": s.documents, "terms": s.terms,
+        "action": p.action().as_str_name(), "semantic_threshold": p.semantic_threshold,
+        "hide_details": p.hide_details, "fail_open": p.fail_open,
+    })
+}

@@ -1,0 +1,259 @@
+//! The live forget list: the serving snapshot (an immutable [`Guard`] behind `arc-swap`) and
+//! the one writer that changes it. A change (an admin mutation, a changed forget file, SIGHUP)
+//! builds a complete new snapshot in the background and swaps it in atomically; requests in
+//! flight keep the snapshot they started with. A mutation is written to the durable store only
+//! once its snapshot has built, and acknowledged only once it is durable and swapped in; a
+//! failed build or a bad file leaves the serving snapshot as it was and is reported in status.
+use super::store::{Mutation, Store};
+use super::Entry;
+use crate::guard::semantic::Embedder;
+use crate::guard::{Guard, GuardConfig, SetPolicy};
+use crate::model::Model;
+use anyhow::{bail, Result};
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    pub at: Option<SystemTime>,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("set {0:?} is managed by the forget file or folder; change the file instead")]
+    FileManaged(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct Live {
+    guard: ArcSwap<Guard>,
+    cfg: GuardConfig,
+    model: Arc<Model>,
+    embedder: Option<Arc<Embedder>>,
+    /// The single writer: store, file entries and the next version, changed together.
+    writer: tokio::sync::Mutex<Writer>,
+    status: Mutex<ReloadStatus>,
+}
+
+struct Writer {
+    store: Option<Store>,
+    file_entries: Vec<Entry>,
+    version: u64,
+}
+
+impl Live {
+    /// Loads the forget file (if configured) and the store (if a data directory is given)
+    /// and builds the first snapshot. Any error here stops the server from starting.
+    pub fn start(
+        cfg: GuardConfig,
+        model: Arc<Model>,
+        embedder: Option<Arc<Embedder>>,
+        data_dir: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let store = data_dir.map(Store::open).transpose()?;
+        let file_entries = match &cfg.forget {
+            Some(path) => super::load(path)?,
+            None => Vec::new(),
+        };
+        let started = Instant::now();
+        let guard = build(&cfg, &model, embedder.clone(), &file_entries, store.as_ref().map(Store::sets), 1)?;
+        let live = Self {
+            guard: ArcSwap::from_pointee(guard),
+            cfg,
+            model,
+            embedder,
+            writer: tokio::sync::Mutex::new(Writer { store, file_entries, version: 1 }),
+            status: Mutex::new(ReloadStatus::default()),
+        };
+        live.record(started, None);
+        Ok(live)
+    }
+
+    /// The serving snapshot; hold it for the whole request.
+    pub fn current(&self) -> Arc<Guard> {
+        self.guard.load_full()
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    pub fn config(&self) -> &GuardConfig {
+        &self.cfg
+    }
+
+    /// Applies an admin mutation: build, then persist, then swap. Returns (version, sequence).
+    pub async fn mutate(self: &Arc<Self>, m: Mutation) -> Result<(u64, u64, f64), ChangeError> {
+        let mut w = self.writer.lock().await;
+        let Some(store) = w.store.as_ref() else {
+            return Err(ChangeError::Invalid(
+                "this server has no data directory (data_dir), so it cannot store forget-list changes".into(),
+            ));
+        };
+        if w.file_entries.iter().any(|e| e.set == m.set()) {
+            return Err(ChangeError::FileManaged(m.set().to_string()));
+        }
+        let mut next = store.sets().clone();
+        super::store::apply(&mut next, &m).map_err(|e| ChangeError::Invalid(format!("{e:#}")))?;
+        let started = Instant::now();
+        let version = w.version + 1;
+        let this = self.clone();
+        let file_entries = w.file_entries.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            build(&this.cfg, &this.model, this.embedder.clone(), &file_entries, Some(&next), version)
+        })
+        .await
+        .map_err(|e| ChangeError::Failed(format!("snapshot build aborted: {e}")))?;
+        let guard = match built {
+            Ok(g) => g,
+            Err(e) => {
+                let msg = format!("building the new snapshot failed: {e:#}");
+                self.record(started, Some(msg.clone()));
+                return Err(ChangeError::Failed(msg));
+            }
+        };
+        let store = w.store.as_mut().expect("checked above");
+        let sequence = store.commit(&m).map_err(|e| {
+            let msg = format!("{e:#}");
+            self.record(started, Some(msg.clone()));
+            ChangeError::Failed(msg)
+        })?;
+        w.version = version;
+        self.guard.store(Arc::new(guard));
+        let seconds = started.elapsed().as_secs_f64();
+        self.record(started, None);
+        Ok((version, sequence, seconds))
+    }
+
+    /// Reloads the forget file or folder (on a file change or SIGHUP). A bad file is reported
+    /// and the serving snapshot kept.
+    pub async fn reload_files(self: &Arc<Self>) -> Result<u64> {
+        let Some(path) = self.cfg.forget.clone() else { bail!("no forget file is configured") };
+        let mut w = self.writer.lock().await;
+        let started = Instant::now();
+        let this = self.clone();
+        let version = w.version + 1;
+        let store_sets = w.store.as_ref().map(|s| s.sets().clone());
+        let result = tokio::task::spawn_blocking(move || -> Result<(Vec<Entry>, Guard)> {
+            let entries = super::load(&path)?;
+            let guard =
+                build(&this.cfg, &this.model, this.embedder.clone(), &entries, store_sets.as_ref(), version)?;
+            Ok((entries, guard))
+        })
+        .await?;
+        match result {
+            Ok((entries, guard)) => {
+                w.file_entries = entries;
+                w.version = version;
+                self.guard.store(Arc::new(guard));
+                self.record(started, None);
+                tracing::info!(version, seconds = started.elapsed().as_secs_f64(), "forget list reloaded");
+                Ok(version)
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::error!(error = %msg, "forget list reload failed; the previous snapshot keeps serving");
+                self.record(started, Some(msg.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Sets with their source and policy, for ListSets and Status.
+    pub async fn sets(&self) -> (u64, Vec<SetSummary>) {
+        let w = self.writer.lock().await;
+        let mut out: BTreeMap<String, SetSummary> = BTreeMap::new();
+        for e in &w.file_entries {
+            let s = out
+                .entry(e.set.clone())
+                .or_insert_with(|| SetSummary::new(&e.set, "file", self.policy_for(&e.set, None)));
+            s.count(e);
+        }
+        if let Some(store) = &w.store {
+            for (name, set) in store.sets() {
+                let s = out.entry(name.clone()).or_insert_with(|| {
+                    SetSummary::new(name, "store", self.policy_for(name, set.policy.as_ref()))
+                });
+                set.entries.values().for_each(|e| s.count(e));
+            }
+        }
+        (w.store.as_ref().map_or(0, Store::sequence), out.into_values().collect())
+    }
+
+    fn policy_for(&self, set: &str, stored: Option<&SetPolicy>) -> SetPolicy {
+        stored
+            .cloned()
+            .or_else(|| self.cfg.sets.get(set).cloned())
+            .unwrap_or_else(|| self.cfg.default_policy.clone())
+    }
+
+    fn record(&self, started: Instant, error: Option<String>) {
+        let seconds = started.elapsed().as_secs_f64();
+        let mut s = self.status.lock().expect("status lock");
+        s.at = Some(SystemTime::now());
+        s.seconds = seconds;
+        match &error {
+            None => crate::metrics::reloaded(seconds, &self.current()),
+            Some(_) => crate::metrics::reload_failed(),
+        }
+        s.error = error;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SetSummary {
+    pub name: String,
+    pub source: &'static str,
+    pub policy: SetPolicy,
+    pub entries: usize,
+    pub documents: usize,
+    pub terms: usize,
+}
+
+impl SetSummary {
+    fn new(name: &str, source: &'static str, policy: SetPolicy) -> Self {
+        Self { name: name.to_string(), source, policy, entries: 0, documents: 0, terms: 0 }
+    }
+
+    fn count(&mut self, e: &Entry) {
+        self.entries += 1;
+        match e.kind {
+            super::Kind::Document => self.documents += 1,
+            super::Kind::Term => self.terms += 1,
+        }
+    }
+}
+
+/// Builds a snapshot from file entries and stored sets; a set in both is an error.
+fn build(
+    cfg: &GuardConfig,
+    model: &Model,
+    embedder: Option<Arc<Embedder>>,
+    file_entries: &[Entry],
+    store: Option<&super::store::Sets>,
+    version: u64,
+) -> Result<Guard> {
+    let mut cfg = cfg.clone();
+    let mut entries = file_entries.to_vec();
+    if let Some(sets) = store {
+        let file_sets: BTreeSet<&str> = file_entries.iter().map(|e| e.set.as_str()).collect();
+        for (name, set) in sets {
+            if file_sets.contains(name.as_str()) {
+                bail!("set {name:?} is both in the forget file and in the store");
+            }
+            if let Some(policy) = &set.policy {
+                cfg.sets.insert(name.clone(), policy.clone());
+            }
+            entries.extend(set.entries.values().cloned());
+        }
+    }
+    Guard::build(&entries, &cfg, Some(model), embedder, version)
+}

@@ -1,0 +1,271 @@
+//! Hot-loading forget lists: the ForgetAdmin API, its token, the durable store across
+//! `kill -9`, corrupt stores, bad forget files, and reloads under load. A tiny fixture model
+//! keeps these fast; what they check is the forget list, not the model's words.
+mod common;
+
+use common::{send_signal, tiny_model, Server};
+use lethe::proto::forget_admin_client::ForgetAdminClient;
+use lethe::proto::*;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::Code;
+
+const TOKEN: &str = "test-admin-token-0123456789";
+const TERM: &str = "Zorvath Quillimane";
+
+type Admin = ForgetAdminClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
+
+#[derive(Clone)]
+struct Auth(Option<&'static str>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = self.0 {
+            req.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        Ok(req)
+    }
+}
+
+async fn admin_client(server: &Server, token: Option<&'static str>) -> Admin {
+    ForgetAdminClient::with_interceptor(server.channel().await, Auth(token))
+}
+
+fn term(id: &str, text: &str) -> ForgetEntry {
+    ForgetEntry { id: id.into(), kind: EntryKind::Term as i32, text: text.into(), aliases: vec![] }
+}
+
+async fn start(model: &std::path::Path, data: &std::path::Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--no-semantic", "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start_env(model, &args, &[("LETHE_ADMIN_TOKEN", TOKEN)]).await
+}
+
+async fn matched(server: &Server, text: &str) -> bool {
+    let req = CheckRequest { text: text.into(), forget_sets: vec![] };
+    server.client().await.check(req).await.unwrap().into_inner().matched
+}
+
+#[tokio::test]
+async fn an_acknowledged_add_is_live_at_once_and_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let data = dir.path().join("data");
+    let server = start(&model, &data, &[]).await;
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    let text = format!("Please ask {TERM} about it.");
+    assert!(!matched(&server, &text).await);
+    let reply = admin
+        .add_entries(AddEntriesRequest { set: "people".into(), entries: vec![term("zq", TERM)] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.store_sequence, 1);
+    assert!(reply.snapshot_version >= 2);
+    assert!(matched(&server, &text).await, "live as soon as the reply arrived");
+    send_signal(server.pid(), "KILL");
+    drop(server);
+
+    let server = start(&model, &data, &[]).await;
+    assert!(matched(&server, &text).await, "the acknowledged entry must survive kill -9");
+    let status =
+        admin_client(&server, Some(TOKEN)).await.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.store_sequence, 1);
+    assert_eq!(status.sets[0].name, "people");
+    assert_eq!(status.sets[0].terms, 1);
+    assert!(status.last_error.is_empty());
+    let logs = server.logs();
+    assert!(!logs.contains(TERM) && !logs.contains(TOKEN), "{logs}");
+
+    // Removing works the same way, and unknown ids are refused without changing anything.
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    let missing = admin
+        .remove_entries(RemoveEntriesRequest { set: "people".into(), ids: vec!["nope".into()] })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::InvalidArgument);
+    admin
+        .remove_entries(RemoveEntriesRequest { set: "people".into(), ids: vec!["zq".into()] })
+        .await
+        .unwrap();
+    assert!(!matched(&server, &text).await);
+}
+
+#[tokio::test]
+async fn a_corrupt_store_tail_stops_start_up_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let data = dir.path().join("data");
+    let server = start(&model, &data, &[]).await;
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    for (id, text) in [("a", "Alpha Bravo Charlie"), ("b", TERM)] {
+        admin
+            .add_entries(AddEntriesRequest { set: "s".into(), entries: vec![term(id, text)] })
+            .await
+            .unwrap();
+    }
+    send_signal(server.pid(), "KILL");
+    drop(server);
+    let log = data.join("forget.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.len() - 8;
+    bytes[at] ^= 0x20;
+    std::fs::write(&log, bytes).unwrap();
+
+    let mut broken = Server::spawn(&model, &["--no-semantic", "--data-dir", data.to_str().unwrap()], &[]);
+    let status = broken.wait_exit(Duration::from_secs(60)).expect("start-up must fail");
+    assert!(!status.success());
+    let logs = broken.logs();
+    assert!(logs.contains("record 2") && logs.contains("checksum"), "{logs}");
+    assert!(!logs.contains("Zorvath"), "{logs}");
+}
+
+#[tokio::test]
+async fn admin_calls_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let server = start(&model, &dir.path().join("data"), &[]).await;
+    for token in [None, Some("wrong-token-wrong-token")] {
+        let err = admin_client(&server, token).await.list_sets(ListSetsRequest {}).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{token:?}");
+    }
+    admin_client(&server, Some(TOKEN)).await.list_sets(ListSetsRequest {}).await.unwrap();
+    // Inference needs no token.
+    assert!(!matched(&server, "hello").await);
+    assert!(!server.logs().contains(TOKEN));
+
+    // Without a token, ForgetAdmin refuses a non-loopback address.
+    let mut open = Server::spawn(&model, &["--no-semantic", "--admin-listen", "0.0.0.0:1"], &[]);
+    assert!(!open.wait_exit(Duration::from_secs(60)).expect("must refuse to start").success());
+    assert!(open.logs().contains("without an admin token"), "{}", open.logs());
+}
+
+#[tokio::test]
+async fn a_bad_forget_file_keeps_the_previous_snapshot_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let forget = dir.path().join("forget");
+    std::fs::create_dir(&forget).unwrap();
+    let line = |id: &str, text: &str| {
+        format!("{{\"id\": \"{id}\", \"set\": \"files\", \"kind\": \"term\", \"text\": \"{text}\"}}\n")
+    };
+    std::fs::write(forget.join("a.jsonl"), line("zq", TERM)).unwrap();
+    let server = start(&model, &dir.path().join("data"), &["--forget", forget.to_str().unwrap()]).await;
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    let before = admin.status(StatusRequest {}).await.unwrap().into_inner();
+    assert!(matched(&server, TERM).await);
+
+    // A set managed by files cannot be changed through the API.
+    let err = admin
+        .add_entries(AddEntriesRequest { set: "files".into(), entries: vec![term("x", "Xy Zzy")] })
+        .await;
+    assert_eq!(err.unwrap_err().code(), Code::FailedPrecondition);
+
+    std::fs::write(forget.join("b.jsonl"), "{\"id\": \"broken\n").unwrap();
+    let status = wait_for(&mut admin, |s| !s.last_error.is_empty()).await;
+    assert!(status.last_error.contains("b.jsonl:1"), "{}", status.last_error);
+    assert_eq!(status.snapshot_version, before.snapshot_version);
+    assert!(matched(&server, TERM).await, "the previous snapshot keeps serving");
+
+    std::fs::write(forget.join("b.jsonl"), line("new", "Quentin Blorbo")).unwrap();
+    let status =
+        wait_for(&mut admin, |s| s.last_error.is_empty() && s.snapshot_version > before.snapshot_version)
+            .await;
+    assert!(status.snapshot_version > before.snapshot_version);
+    assert!(matched(&server, "quentin BLORBO").await);
+    assert!(matched(&server, TERM).await);
+}
+
+async fn wait_for(admin: &mut Admin, done: impl Fn(&StatusResponse) -> bool) -> StatusResponse {
+    let started = Instant::now();
+    loop {
+        let status = admin.status(StatusRequest {}).await.unwrap().into_inner();
+        if done(&status) {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the file change was not picked up: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn twenty_reloads_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let server = start(&model, &dir.path().join("data"), &[]).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for i in 0..3 {
+        let mut client = server.client().await;
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let req = GenerateRequest {
+                    prompt: format!("the cat {i}"),
+                    max_new_tokens: Some(8),
+                    ..Default::default()
+                };
+                match client.generate(req).await {
+                    Ok(_) => ok += 1,
+                    Err(s) => failed.push(s.code()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    for n in 0..20 {
+        let entry = term(&format!("t{n}"), &format!("Person Number{n} Example"));
+        admin.add_entries(AddEntriesRequest { set: "load".into(), entries: vec![entry] }).await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 0);
+    assert!(matched(&server, "person NUMBER19 example").await);
+}
+
+#[tokio::test]
+async fn the_forget_cli_adds_lists_and_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let server = start(&model, &dir.path().join("data"), &[]).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .args(["forget", "--addr", &format!("http://{}", server.addr)])
+            .args(args)
+            .env("LETHE_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = cli(&["add", "--set", "people", "--id", "zq", "--kind", "term", TERM]);
+    assert!(ok && out.contains("live in snapshot"), "{out}{err}");
+    let file = dir.path().join("list.jsonl");
+    std::fs::write(
+        &file,
+        "{\"id\": \"d1\", \"set\": \"docs\", \"kind\": \"term\", \"text\": \"Quentin Blorbo\"}\n",
+    )
+    .unwrap();
+    let (ok, out, err) = cli(&["apply", file.to_str().unwrap(), "--action", "monitor"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = cli(&["list"]);
+    assert!(ok);
+    let sets: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(sets.len(), 2);
+    assert_eq!(sets[0]["name"], "docs");
+    assert_eq!(sets[0]["action"], "ACTION_MONITOR");
+    let (ok, _, err) = cli(&["remove", "--set", "people", "nope"]);
+    assert!(!ok && err.contains("no entry"), "{err}");
+    assert!(matched(&server, TERM).await && matched(&server, "Quentin Blorbo").await);
+}
