@@ -2,14 +2,15 @@
 #   make run   fetch the default models, build, and serve on 127.0.0.1:50051 (metrics :9464)
 #   make test  fetch the default models, set up the Python client, and run every test
 PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 
-.PHONY: run test models pydeps fmt
+.PHONY: run test models pydeps sysdeps fmt
 
 run: models
 	cargo run --release -- serve $(ARGS)
 
-test: models pydeps
+test: models pydeps sysdeps
 	LETHE_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --locked
 
 models:
@@ -21,6 +22,12 @@ $(VENV)/.installed: examples/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r examples/python/requirements.txt
 	touch $@
+
+# Prometheus and promtool (Debian's `prometheus` package) for the monitoring tests.
+sysdeps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing Debian's prometheus package (prometheus, promtool) for the monitoring tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
 fmt:
 	cargo fmt --all

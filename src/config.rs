@@ -248,6 +248,10 @@ impl Config {
         );
         anyhow::ensure!(g.token_ngram >= 2, "guard.token_ngram must be at least 2");
         anyhow::ensure!(
+            (0.0..=1.0).contains(&g.audit_sample_rate),
+            "guard.audit_sample_rate must be between 0 and 1"
+        );
+        anyhow::ensure!(
             g.semantic.window_words >= 1 && g.semantic.stride_words >= 1,
             "guard.semantic.window_words and stride_words must be at least 1"
         );

@@ -21,6 +21,13 @@ pub const GUARD_MATCHES: &str = "lethe_guard_matches_total";
 pub const GUARD_STEP: &str = "lethe_guard_step_seconds";
 pub const GUARD_ERRORS: &str = "lethe_guard_errors_total";
 pub const PROMPTS_WITH_FORGOTTEN: &str = "lethe_prompts_with_forgotten_content_total";
+pub const LEAKS: &str = "lethe_leaks_total";
+pub const GUARD_LAYER: &str = "lethe_guard_layer_seconds";
+pub const HOLDBACK: &str = "lethe_stream_holdback_seconds";
+pub const AUDIT_OUTPUTS: &str = "lethe_audit_outputs_total";
+pub const AUDIT_DISAGREEMENTS: &str = "lethe_audit_disagreements_total";
+pub const AUDIT_DROPPED: &str = "lethe_audit_dropped_total";
+pub const MODEL_INFO: &str = "lethe_model_info";
 pub const RELOADS: &str = "lethe_forget_reloads_total";
 pub const RELOAD_DURATION: &str = "lethe_forget_reload_duration_seconds";
 pub const SNAPSHOT_VERSION: &str = "lethe_forget_snapshot_version";
@@ -39,6 +46,14 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         .install()
         .with_context(|| format!("starting the metrics endpoint on {listen}"))?;
     describe_counter!(REQUESTS, "Finished RPCs by method and gRPC status code.");
+    // Outcome counters exist at 0 from the start, so rates and increases see the first event.
+    for outcome in ["clean", "suppressed", "blocked", "leaked"] {
+        counter!(GENERATIONS, "outcome" => outcome).increment(0);
+    }
+    counter!(GUARD_ERRORS).increment(0);
+    for result in ["success", "failure"] {
+        counter!(RELOADS, "result" => result).increment(0);
+    }
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "End-to-end RPC latency by method.");
     describe_gauge!(REQUESTS_RUNNING, "Generations running now.");
     describe_gauge!(REQUESTS_QUEUED, "Requests waiting for a generation slot.");
@@ -48,6 +63,52 @@ pub fn install(listen: SocketAddr) -> Result<()> {
     describe_counter!(PROMPT_TOKENS, "Prompt tokens processed.");
     describe_counter!(GENERATION_TOKENS, "Tokens generated.");
     describe_counter!(CANCELLED, "Generations stopped because the client went away.");
+    describe_counter!(
+        GENERATIONS,
+        "Finished generations by outcome: clean, suppressed (masking changed the output), blocked, leaked (forgotten content reached the client)."
+    );
+    describe_counter!(
+        GUARD_MATCHES,
+        "Guard matches in generations by forget set, layer and the set's action."
+    );
+    describe_histogram!(
+        GUARD_STEP,
+        Unit::Seconds,
+        "Guard time per generated token (all layers of the stream guard)."
+    );
+    describe_histogram!(GUARD_LAYER, Unit::Seconds, "Guard time per call by layer (ngram, term, semantic).");
+    describe_counter!(
+        GUARD_ERRORS,
+        "Guard failures during generations (they fail closed unless a set says otherwise)."
+    );
+    describe_counter!(
+        PROMPTS_WITH_FORGOTTEN,
+        "Prompts containing forgotten content, by forget set (reported, not blocked)."
+    );
+    describe_counter!(
+        LEAKS,
+        "Forgotten content that reached a client, by forget set and reason: monitor, mask (text still matched after masking), late_block (matched after part was streamed), audit (found only by the exact audit)."
+    );
+    describe_histogram!(
+        HOLDBACK,
+        Unit::Seconds,
+        "Delay the stream hold-back added between generating text and sending it."
+    );
+    describe_counter!(AUDIT_OUTPUTS, "Delivered outputs re-checked by the exact audit.");
+    describe_counter!(
+        AUDIT_DISAGREEMENTS,
+        "Matches the exact audit found that the fast path (Bloom, HNSW) missed, by layer."
+    );
+    describe_counter!(AUDIT_DROPPED, "Outputs not audited because the audit queue was full.");
+    describe_gauge!(MODEL_INFO, "The served model (always 1), labelled with its name and served format.");
+    describe_counter!(
+        RELOADS,
+        "Forget-list snapshot builds (admin changes, file changes, SIGHUP) by result."
+    );
+    describe_histogram!(RELOAD_DURATION, Unit::Seconds, "Time to build and swap in a forget-list snapshot.");
+    describe_gauge!(SNAPSHOT_VERSION, "Version of the serving forget-list snapshot.");
+    describe_gauge!(LAST_RELOAD, Unit::Seconds, "Unix time of the last successful snapshot swap.");
+    describe_gauge!(FORGET_ENTRIES, "Entries per forget set in the serving snapshot.");
     Ok(())
 }
 
@@ -103,12 +164,7 @@ pub fn generation_outcome(outcome: crate::server::generation::Outcome) {
 }
 
 pub fn guard_match(set: &str, layer: crate::proto::Layer, action: crate::guard::Action) {
-    let layer = match layer {
-        crate::proto::Layer::Ngram => "ngram",
-        crate::proto::Layer::Term => "term",
-        crate::proto::Layer::Semantic => "semantic",
-        crate::proto::Layer::Unspecified => "unspecified",
-    };
+    let layer = layer_name(layer);
     let action = match action {
         crate::guard::Action::Block => "block",
         crate::guard::Action::Mask => "mask",
@@ -137,7 +193,50 @@ pub fn reloaded(seconds: f64, guard: &crate::guard::Guard) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     gauge!(LAST_RELOAD).set(now.as_secs_f64());
     for (set, stats) in guard.stats() {
+        // Leak counters exist at 0 before the first leak, so `increase()` sees that leak.
+        for reason in LEAK_REASONS {
+            counter!(LEAKS, "forget_set" => set.clone(), "reason" => reason).increment(0);
+        }
         gauge!(FORGET_ENTRIES, "forget_set" => set).set(stats.entries as f64);
+    }
+}
+
+pub const LEAK_REASONS: [&str; 4] = ["monitor", "mask", "late_block", "audit"];
+
+pub fn leak(set: &str, reason: &'static str) {
+    counter!(LEAKS, "forget_set" => set.to_string(), "reason" => reason).increment(1);
+}
+
+pub fn guard_layer(layer: &'static str, d: Duration) {
+    histogram!(GUARD_LAYER, "layer" => layer).record(d.as_secs_f64());
+}
+
+pub fn holdback(d: Duration) {
+    histogram!(HOLDBACK).record(d.as_secs_f64());
+}
+
+pub fn audited() {
+    counter!(AUDIT_OUTPUTS).increment(1);
+}
+
+pub fn audit_disagreement(layer: crate::proto::Layer) {
+    counter!(AUDIT_DISAGREEMENTS, "layer" => layer_name(layer)).increment(1);
+}
+
+pub fn audit_dropped() {
+    counter!(AUDIT_DROPPED).increment(1);
+}
+
+pub fn model_info(name: &str, served_format: &str) {
+    gauge!(MODEL_INFO, "model" => name.to_string(), "served_format" => served_format.to_string()).set(1.0);
+}
+
+pub fn layer_name(layer: crate::proto::Layer) -> &'static str {
+    match layer {
+        crate::proto::Layer::Ngram => "ngram",
+        crate::proto::Layer::Term => "term",
+        crate::proto::Layer::Semantic => "semantic",
+        crate::proto::Layer::Unspecified => "unspecified",
     }
 }
 

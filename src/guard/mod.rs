@@ -3,6 +3,7 @@
 //! and an HNSW index of document-window embeddings. [`Guard::check`] checks a whole text;
 //! [`stream::StreamGuard`] checks a generation as it is produced and decides what may be
 //! released to the client.
+pub mod audit;
 pub mod ngram;
 pub mod normalize;
 pub mod semantic;
@@ -62,6 +63,8 @@ pub struct GuardConfig {
     pub token_ngram: usize,
     /// Check prompts and report (never block) those containing forgotten content.
     pub check_prompts: bool,
+    /// Share of delivered outputs re-checked by the exact audit (0 turns it off).
+    pub audit_sample_rate: f64,
     pub ngram: NgramParams,
     pub semantic: SemanticParams,
     /// Policy of every set not named in `sets`.
@@ -75,8 +78,9 @@ impl Default for GuardConfig {
             forget: None,
             embedder: Some(PathBuf::from("models/minilm")),
             hold_back_words: 12,
-            token_ngram: 4,
+            token_ngram: 6,
             check_prompts: true,
+            audit_sample_rate: 1.0,
             ngram: NgramParams::default(),
             semantic: SemanticParams::default(),
             default_policy: SetPolicy::default(),
@@ -297,6 +301,53 @@ impl Guard {
         }
         if !only_sets.is_empty() {
             findings.retain(|f| only_sets.iter().any(|s| s == self.set_name(f.entry)));
+        }
+        Ok(dedup_best(findings))
+    }
+
+    /// The exact audit of a delivered text: n-grams against the exact map (no Bloom filter),
+    /// terms, and every window (stride 3 words) against every forget vector (no HNSW).
+    pub fn audit(&self, text: &str) -> Result<Vec<Finding>> {
+        let w = normalize::words(text);
+        if w.is_empty() {
+            return Ok(Vec::new());
+        }
+        let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
+        let mut findings = Vec::new();
+        for m in self.ngrams.scan_exact(&w.words) {
+            let span = byte_span(self.ngrams.word_span(&m.positions));
+            findings.push(Finding { entry: m.entry, layer: proto::Layer::Ngram, score: m.score, span });
+        }
+        for end in 1..=w.len() {
+            for (entry, len) in self.terms.ending_at(&w.words, end) {
+                findings.push(Finding {
+                    entry,
+                    layer: proto::Layer::Term,
+                    score: 1.0,
+                    span: byte_span(end - len..end),
+                });
+            }
+        }
+        if let Some((embedder, index)) = &self.semantic {
+            let p = self.params;
+            let spans: Vec<Range<usize>> =
+                semantic::windows(w.len(), p.window_words, 3).into_iter().map(byte_span).collect();
+            for chunk in spans.chunks(32) {
+                let texts: Vec<&str> = chunk.iter().map(|s| &text[s.clone()]).collect();
+                for (span, emb) in chunk.iter().zip(embedder.embed(&texts)?) {
+                    for (entry, sim) in index.brute_force(&emb) {
+                        let threshold = self.policy(entry).semantic_threshold.unwrap_or(p.threshold);
+                        if sim >= threshold {
+                            findings.push(Finding {
+                                entry,
+                                layer: proto::Layer::Semantic,
+                                score: sim,
+                                span: span.clone(),
+                            });
+                        }
+                    }
+                }
+            }
         }
         Ok(dedup_best(findings))
     }

@@ -99,12 +99,18 @@ impl NgramIndex {
 
     /// Entries whose documents contain the n-gram ending at word `end` (exclusive).
     pub fn hits(&self, words: &[String], end: usize) -> &[u32] {
+        self.lookup(words, end, true)
+    }
+
+    /// `bloom`: ask the Bloom filter first (the fast path); without it, the exact map alone
+    /// (the audit).
+    fn lookup(&self, words: &[String], end: usize, bloom: bool) -> &[u32] {
         let n = self.params.n;
         if end < n {
             return &[];
         }
         let fp = fingerprint(&words[end - n..end]);
-        if !self.bloom.check(&fp) {
+        if bloom && !self.bloom.check(&fp) {
             return &[];
         }
         self.exact.get(&fp).map_or(&[], Vec::as_slice)
@@ -127,8 +133,18 @@ impl NgramIndex {
 
     /// All matches in a whole text: per entry, the strongest.
     pub fn scan(&self, words: &[String]) -> Vec<NgramMatch> {
+        self.scan_with(words, true)
+    }
+
+    /// As `scan`, without the Bloom filter.
+    pub fn scan_exact(&self, words: &[String]) -> Vec<NgramMatch> {
+        self.scan_with(words, false)
+    }
+
+    fn scan_with(&self, words: &[String], bloom: bool) -> Vec<NgramMatch> {
         let n = self.params.n;
-        let hits: Vec<Vec<u32>> = (n..=words.len()).map(|end| self.hits(words, end).to_vec()).collect();
+        let hits: Vec<Vec<u32>> =
+            (n..=words.len()).map(|end| self.lookup(words, end, bloom).to_vec()).collect();
         let mut best: HashMap<u32, NgramMatch> = HashMap::new();
         for at in 0..hits.len() {
             for &entry in &hits[at] {

@@ -170,6 +170,8 @@ pub fn sentences(text: &str, min_words: usize) -> Vec<std::ops::Range<usize>> {
 
 pub struct SemanticIndex {
     hnsw: Hnsw<'static, f32, DistDot>,
+    /// The indexed vectors, for the exact audit's brute-force search.
+    vectors: Vec<Vec<f32>>,
     /// Entry of each indexed window (the HNSW data id is the position here).
     window_entry: Vec<u32>,
 }
@@ -190,7 +192,8 @@ impl SemanticIndex {
             }
         }
         let window_entry = embeddings.iter().map(|(e, _)| *e).collect();
-        Self { hnsw, window_entry }
+        let vectors = embeddings.into_iter().map(|(_, v)| v).collect();
+        Self { hnsw, vectors, window_entry }
     }
 
     pub fn len(&self) -> usize {
@@ -199,6 +202,17 @@ impl SemanticIndex {
 
     pub fn is_empty(&self) -> bool {
         self.window_entry.is_empty()
+    }
+
+    /// The best cosine similarity per entry over every indexed window (exact, no HNSW).
+    pub fn brute_force(&self, embedding: &[f32]) -> Vec<(u32, f32)> {
+        let mut best: std::collections::HashMap<u32, f32> = std::collections::HashMap::new();
+        for (v, &entry) in self.vectors.iter().zip(&self.window_entry) {
+            let sim: f32 = v.iter().zip(embedding).map(|(a, b)| a * b).sum();
+            let slot = best.entry(entry).or_insert(sim);
+            *slot = slot.max(sim);
+        }
+        best.into_iter().collect()
     }
 
     /// The `k` nearest forget windows: (entry, cosine similarity), most similar first.

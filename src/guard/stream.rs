@@ -7,6 +7,7 @@ use crate::proto::Layer;
 use anyhow::Result;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Release {
@@ -125,7 +126,9 @@ impl StreamGuard {
 
     fn scan(&mut self, new: Range<usize>, at_end: bool) -> Result<()> {
         let guard = self.guard.clone();
+        let (mut ngram_time, mut term_time) = (Duration::ZERO, Duration::ZERO);
         for end in new.start + 1..=new.end {
+            let t = Instant::now();
             if end >= guard.ngrams.params.n {
                 let hits = guard.ngrams.hits(&self.words, end).to_vec();
                 self.hits.push(hits.clone());
@@ -138,20 +141,33 @@ impl StreamGuard {
                     }
                 }
             }
+            let t2 = Instant::now();
+            ngram_time += t2 - t;
             for (entry, len) in guard.terms.ending_at(&self.words, end) {
                 let span = self.spans[end - len].start..self.spans[end - 1].end;
                 self.on_finding(Finding { entry, layer: Layer::Term, score: 1.0, span });
             }
+            term_time += t2.elapsed();
             if self.blocked.is_some() {
-                return Ok(());
+                break;
             }
+        }
+        if !new.is_empty() {
+            crate::metrics::guard_layer("ngram", ngram_time);
+            crate::metrics::guard_layer("term", term_time);
+        }
+        if self.blocked.is_some() {
+            return Ok(());
         }
         let p = guard.params;
         let unchecked = self.words.len() - self.semantic_done;
         if guard.has_semantic() && (unchecked >= p.stride_words || (at_end && unchecked > 0)) {
             let len = self.words.len();
             let window = self.spans[len.saturating_sub(p.window_words)].start..self.spans[len - 1].end;
-            for f in guard.semantic_check(&self.text, &[window])? {
+            let t = Instant::now();
+            let found = guard.semantic_check(&self.text, &[window])?;
+            crate::metrics::guard_layer("semantic", t.elapsed());
+            for f in found {
                 self.on_finding(f);
             }
             self.semantic_done = len;

@@ -1,6 +1,7 @@
 //! The generation loop of one request, run on a blocking thread: decode steps, stop strings,
 //! cancellation and deadline, and the events sent back to the RPC handler.
 use super::validate::Job;
+use crate::guard::audit::Auditor;
 use crate::guard::stream::{Release, StreamGuard};
 use crate::guard::{Finding, Guard};
 use crate::model::{Generator, Model, Step};
@@ -35,6 +36,7 @@ pub struct Summary {
 pub fn run(
     model: &Model,
     guard: &Arc<Guard>,
+    audit: &Auditor,
     job: &Job,
     deadline: Option<Instant>,
     tx: &mpsc::Sender<Event>,
@@ -46,9 +48,12 @@ pub fn run(
     let mut stream = StreamGuard::new(guard.clone());
     let mut last_token_at = None;
     let mut suppressed = false;
+    // When each piece of text was generated, to measure the delay the hold-back adds.
+    let pending = std::cell::RefCell::new(std::collections::VecDeque::<(usize, Instant)>::new());
     // Text reaches the client only through the guard.
     let deliver = |stream: &mut StreamGuard, text: &str, at_end: bool| -> Result<Option<Finding>, Status> {
         let t = Instant::now();
+        pending.borrow_mut().push_back((stream.text().len() + text.len(), t));
         let release = if at_end {
             stream.push(text).and_then(|r| match r {
                 Release::Text(mut cleared) => match stream.finish()? {
@@ -64,6 +69,12 @@ pub fn run(
             stream.push(text)
         };
         crate::metrics::guard_step(t.elapsed());
+        let now = Instant::now();
+        let mut pending = pending.borrow_mut();
+        while pending.front().is_some_and(|(end, _)| *end <= stream.released()) {
+            let (_, generated_at) = pending.pop_front().expect("checked");
+            crate::metrics::holdback(now - generated_at);
+        }
         match release {
             Ok(Release::Text(cleared)) => {
                 if !cleared.is_empty() && !send(Event::Text(cleared)) {
@@ -165,7 +176,22 @@ pub fn run(
     };
     // Leaked: forgotten content reached the client (monitor or mask sets matched in delivered
     // text, or a block came after part of the matched text had been released).
-    let leaked = !delivered.is_empty() || blocked.as_ref().is_some_and(|f| f.span.start < stream.released());
+    let late_block = blocked.as_ref().filter(|f| f.span.start < stream.released());
+    let leaked = !delivered.is_empty() || late_block.is_some();
+    let mut leaked_sets = std::collections::BTreeSet::new();
+    for f in &delivered {
+        let reason = match guard.policy(f.entry).action {
+            crate::guard::Action::Mask => "mask",
+            _ => "monitor",
+        };
+        leaked_sets.insert((guard.set_name(f.entry), reason));
+    }
+    if let Some(f) = late_block {
+        leaked_sets.insert((guard.set_name(f.entry), "late_block"));
+    }
+    for (set, reason) in leaked_sets {
+        crate::metrics::leak(set, reason);
+    }
     let outcome = match (leaked, verdict) {
         (true, _) => Outcome::Leaked,
         (false, Verdict::Block) => Outcome::Blocked,
@@ -177,6 +203,11 @@ pub fn run(
         crate::metrics::guard_match(guard.set_name(f.entry), f.layer, guard.policy(f.entry).action);
     }
     crate::metrics::generation_outcome(outcome);
+    let released = &stream.text()[..stream.released()];
+    if !guard.is_empty() && !released.is_empty() {
+        let reported = findings.iter().map(|f| (f.entry, f.layer)).collect();
+        audit.submit(guard.clone(), released.to_string(), reported);
+    }
     tracing::info!(
         request_id = %job.request_id,
         outcome = outcome.as_str(),

@@ -60,12 +60,13 @@ impl InferenceService {
         let (tx, rx) = mpsc::channel(64);
         let worker_job = job.clone();
         let prompt = self.state.config.guard.check_prompts.then(|| prompt_text(req));
+        let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
             let _running = crate::metrics::running_guard();
             if let Some(prompt) = prompt {
                 report_forgotten_prompt(&guard, &prompt, &worker_job.request_id);
             }
-            generation::run(&model, &guard, &worker_job, deadline, &tx);
+            generation::run(&model, &guard, &state.audit, &worker_job, deadline, &tx);
             drop(permit);
         });
         Ok((job, rx))

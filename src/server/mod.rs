@@ -21,6 +21,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 /// What every RPC handler shares.
 pub struct State {
     pub config: Config,
+    pub audit: crate::guard::audit::Auditor,
     pub model: Arc<Model>,
     pub live: Arc<Live>,
     pub admission: admission::Admission,
@@ -44,8 +45,10 @@ pub async fn serve(config: Config) -> Result<()> {
         admission: admission::Admission::new(config.max_concurrent_generations, config.max_queued_requests),
         model,
         live: live.clone(),
+        audit: crate::guard::audit::Auditor::start(config.guard.audit_sample_rate),
         config: config.clone(),
     });
+    crate::metrics::model_info(&state.model.info.name, &state.model.info.served_format);
     watch_forget_files(&config, &live)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();

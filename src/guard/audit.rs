@@ -1,0 +1,79 @@
+//! The asynchronous exact audit: delivered outputs are re-checked off the request path with
+//! the exact n-gram map (no Bloom filter), the exact terms, and brute-force similarity of every
+//! output window (stride 3 words) against every forget vector (no HNSW). What it finds that the
+//! fast path did not report reached a client: it is counted as leaked (reason `audit`), and as
+//! a disagreement of the layer that missed it.
+use super::{Finding, Guard};
+use crate::proto::Layer;
+use std::collections::HashSet;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+
+struct Job {
+    guard: Arc<Guard>,
+    text: String,
+    reported: HashSet<(u32, Layer)>,
+}
+
+pub struct Auditor {
+    tx: Option<SyncSender<Job>>,
+    sample_rate: f64,
+}
+
+/// Outputs waiting for the audit; beyond this they are dropped (and counted), never waited for.
+const QUEUE: usize = 64;
+
+impl Auditor {
+    /// Starts the audit thread; `sample_rate` in [0, 1] is the share of outputs audited.
+    pub fn start(sample_rate: f64) -> Self {
+        if sample_rate <= 0.0 {
+            return Self { tx: None, sample_rate };
+        }
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
+        std::thread::Builder::new()
+            .name("lethe-audit".into())
+            .spawn(move || {
+                for job in rx {
+                    audit(&job);
+                }
+            })
+            .expect("spawning the audit thread");
+        Self { tx: Some(tx), sample_rate }
+    }
+
+    /// Queues a delivered output (`reported`: the fast path's (entry, layer) findings).
+    pub fn submit(&self, guard: Arc<Guard>, text: String, reported: HashSet<(u32, Layer)>) {
+        let Some(tx) = &self.tx else { return };
+        if self.sample_rate < 1.0 && rand::random::<f64>() >= self.sample_rate {
+            return;
+        }
+        if let Err(TrySendError::Full(_)) = tx.try_send(Job { guard, text, reported }) {
+            crate::metrics::audit_dropped();
+        }
+    }
+}
+
+fn audit(job: &Job) {
+    crate::metrics::audited();
+    let findings = match job.guard.audit(&job.text) {
+        Ok(f) => f,
+        Err(e) => {
+            crate::metrics::guard_error();
+            tracing::error!(error = %format!("{e:#}"), "exact audit failed");
+            return;
+        }
+    };
+    let missed: Vec<&Finding> =
+        findings.iter().filter(|f| !job.reported.contains(&(f.entry, f.layer))).collect();
+    let mut leaked_sets = HashSet::new();
+    for f in &missed {
+        crate::metrics::audit_disagreement(f.layer);
+        if !job.reported.iter().any(|(entry, _)| *entry == f.entry) {
+            leaked_sets.insert(job.guard.set_name(f.entry).to_string());
+        }
+    }
+    for set in &leaked_sets {
+        crate::metrics::leak(set, "audit");
+        tracing::warn!(forget_set = %set, "the exact audit found forgotten content the fast path missed");
+    }
+}
