@@ -98,6 +98,7 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
             let s = client.status(StatusRequest {}).await.map_err(status)?.into_inner();
             let v = serde_json::json!({
                 "snapshot_version": s.snapshot_version,
+                "content_hash": s.content_hash,
                 "store_sequence": s.store_sequence,
                 "sets": s.sets.iter().map(set_json).collect::<Vec<_>>(),
                 "ngram_fingerprints": s.ngram_fingerprints,

@@ -33,6 +33,7 @@ pub const RELOAD_DURATION: &str = "lethe_forget_reload_duration_seconds";
 pub const SNAPSHOT_VERSION: &str = "lethe_forget_snapshot_version";
 pub const LAST_RELOAD: &str = "lethe_forget_last_reload_timestamp_seconds";
 pub const FORGET_ENTRIES: &str = "lethe_forget_entries";
+pub const CONTENT_FINGERPRINT: &str = "lethe_forget_content_fingerprint";
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -109,6 +110,10 @@ pub fn install(listen: SocketAddr) -> Result<()> {
     describe_gauge!(SNAPSHOT_VERSION, "Version of the serving forget-list snapshot.");
     describe_gauge!(LAST_RELOAD, Unit::Seconds, "Unix time of the last successful snapshot swap.");
     describe_gauge!(FORGET_ENTRIES, "Entries per forget set in the serving snapshot.");
+    describe_gauge!(
+        CONTENT_FINGERPRINT,
+        "First 48 bits of the serving list's content hash: replicas serving the same list report the same value."
+    );
     Ok(())
 }
 
@@ -190,6 +195,9 @@ pub fn reloaded(seconds: f64, guard: &crate::guard::Guard) {
     counter!(RELOADS, "result" => "success").increment(1);
     histogram!(RELOAD_DURATION).record(seconds);
     gauge!(SNAPSHOT_VERSION).set(guard.version as f64);
+    // 48 bits fit a float exactly.
+    let fingerprint = u64::from_str_radix(&guard.content_hash[..12], 16).unwrap_or(0);
+    gauge!(CONTENT_FINGERPRINT).set(fingerprint as f64);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     gauge!(LAST_RELOAD).set(now.as_secs_f64());
     for (set, stats) in guard.stats() {

@@ -199,7 +199,7 @@ async fn prometheus_sees_blocked_masked_leaked_and_clean_generations() {
         .iter()
         .map(|g| g["rules"].as_array().unwrap().len())
         .sum();
-    assert_eq!(loaded, 7, "{rules}");
+    assert_eq!(loaded, 8, "{rules}");
     wait_until("the leak alert to fire", Duration::from_secs(60), || {
         let alerts = get(&prom.addr, "/api/v1/alerts")?;
         alerts["data"]["alerts"]

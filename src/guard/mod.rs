@@ -111,6 +111,8 @@ struct SetMeta {
 
 pub struct Guard {
     pub version: u64,
+    /// Fingerprint of the content and policies (same list = same hash, on every replica).
+    pub content_hash: String,
     sets: Vec<SetMeta>,
     entries: Vec<EntryMeta>,
     ngrams: NgramIndex,
@@ -207,6 +209,7 @@ impl Guard {
         };
         Ok(Self {
             version,
+            content_hash: content_hash(entries, &sets),
             sets,
             entries: metas,
             ngrams,
@@ -420,6 +423,28 @@ impl Guard {
             self.semantic.as_ref().map_or(0, |(_, s)| s.len()),
         )
     }
+}
+
+/// xxh3-128 over the entries in a canonical order and the policies of their sets, so replicas
+/// serving the same list report the same hash whatever order it was loaded in.
+fn content_hash(entries: &[Entry], sets: &[SetMeta]) -> String {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| (&a.set, &a.id).cmp(&(&b.set, &b.id)));
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for e in sorted {
+        h.update(serde_json::to_string(e).unwrap_or_default().as_bytes());
+        h.update(b"\n");
+    }
+    let mut policies: Vec<(&str, String)> = sets
+        .iter()
+        .map(|s| (s.name.as_str(), serde_json::to_string(&s.policy).unwrap_or_default()))
+        .collect();
+    policies.sort();
+    for (name, policy) in policies {
+        h.update(name.as_bytes());
+        h.update(policy.as_bytes());
+    }
+    format!("{:032x}", h.digest128())
 }
 
 /// Keeps the strongest finding per (entry, layer), in text order.

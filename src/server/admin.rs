@@ -99,6 +99,7 @@ impl ForgetAdmin for AdminService {
             last_reload_unix_ms: status.at.map_or(0, unix_ms),
             last_reload_seconds: status.seconds,
             last_error: status.error.unwrap_or_default(),
+            content_hash: guard.content_hash.clone(),
         }))
     }
 }
