@@ -8,6 +8,7 @@ pub mod guard;
 pub mod metrics;
 pub mod model;
 pub mod server;
+pub mod unlearn;
 
 /// Generated gRPC types and services of `lethe.v1`.
 pub mod proto {

@@ -1,0 +1,154 @@
+//! Parameter-level unlearning: fine-tuning (to plant content, as TOFU and MUSE do before they
+//! unlearn) and unlearning with the losses open-unlearning defines — GradAscent (−NLL on the
+//! forget set), GradDiff (−NLL on forget + NLL on retain) and NPO (β = 0.1, reference
+//! log-probabilities computed once up front, + retain NLL) — plus the measures of how much was
+//! forgotten (VerbMem: ROUGE-L F1 of the greedy continuation of a prefix).
+pub mod model;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+pub use model::{Trainable, TrainableLlama};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Plain language-model loss (memorize).
+    Learn,
+    GradAscent,
+    GradDiff,
+    Npo,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub objective: Objective,
+    pub lr: f64,
+    pub steps: usize,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// NPO's inverse temperature.
+    pub beta: f64,
+}
+
+/// Mean next-token negative log-likelihood of one token sequence (a scalar tensor).
+pub fn nll(model: &TrainableLlama, tokens: &[u32]) -> Result<Tensor> {
+    anyhow::ensure!(tokens.len() >= 2, "a training text needs at least two tokens");
+    let input = Tensor::new(&tokens[..tokens.len() - 1], &Device::Cpu)?.unsqueeze(0)?;
+    let targets = Tensor::new(&tokens[1..], &Device::Cpu)?;
+    let logits = model.forward(&input)?.squeeze(0)?;
+    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+}
+
+/// Runs `config.steps` optimizer steps; `forget` are the texts to learn or unlearn, `retain`
+/// the texts whose likelihood GradDiff and NPO keep. `on_step(step, loss)` reports progress.
+pub fn train(
+    model: &TrainableLlama,
+    forget: &[Vec<u32>],
+    retain: &[Vec<u32>],
+    config: &TrainConfig,
+    mut on_step: impl FnMut(usize, f32),
+) -> Result<()> {
+    anyhow::ensure!(!forget.is_empty(), "the forget set is empty");
+    let needs_retain = matches!(config.objective, Objective::GradDiff | Objective::Npo);
+    anyhow::ensure!(!needs_retain || !retain.is_empty(), "GradDiff and NPO need a retain set");
+    // NPO's reference: the sequence log-likelihoods before any update, computed once.
+    let reference: Vec<f64> = if config.objective == Objective::Npo {
+        forget
+            .iter()
+            .map(|t| Ok(nll(model, t)?.to_scalar::<f32>()? as f64 * (t.len() - 1) as f64))
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let vars = model.trainable_vars();
+    let params = ParamsAdamW { lr: config.lr, weight_decay: 0.0, ..Default::default() };
+    let mut opt = AdamW::new(vars.clone(), params)?;
+    for step in 0..config.steps {
+        let i = step % forget.len();
+        let f = nll(model, &forget[i])?;
+        let loss = match config.objective {
+            Objective::Learn => f,
+            Objective::GradAscent => f.neg()?,
+            Objective::GradDiff => (f.neg()? + nll(model, &retain[step % retain.len()])?)?,
+            Objective::Npo => {
+                // -(2/β) log σ(β (NLL_θ − NLL_ref)), on sequence sums.
+                let tokens = (forget[i].len() - 1) as f64;
+                let diff = ((f * tokens)? - reference[i])?;
+                let z = (diff * config.beta)?;
+                let log_sigmoid = ((z.neg()?.exp()? + 1.0)?.log()?).neg()?;
+                ((log_sigmoid * (-2.0 / config.beta))? + nll(model, &retain[step % retain.len()])?)?
+            }
+        };
+        let mut grads = loss.backward()?;
+        clip(&mut grads, &vars, config.max_grad_norm)?;
+        opt.step(&grads)?;
+        on_step(step, loss.to_scalar::<f32>()?);
+    }
+    Ok(())
+}
+
+fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max_norm: f64) -> Result<()> {
+    let mut total = 0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = total.sqrt();
+    if norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * scale)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Greedy continuation of `prefix` by the trainable model (no KV cache: for evaluation only).
+pub fn greedy(model: &TrainableLlama, prefix: &[u32], new_tokens: usize) -> Result<Vec<u32>> {
+    let mut tokens = prefix.to_vec();
+    for _ in 0..new_tokens {
+        let input = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let logits = model.forward(&input)?.squeeze(0)?;
+        let last = logits.get(tokens.len() - 1)?;
+        tokens.push(last.argmax(0)?.to_scalar::<u32>()?);
+    }
+    Ok(tokens[prefix.len()..].to_vec())
+}
+
+/// ROUGE-L F1 between two texts, on lower-cased whitespace words.
+pub fn rouge_l(candidate: &str, reference: &str) -> f64 {
+    let c: Vec<String> = candidate.split_whitespace().map(str::to_lowercase).collect();
+    let r: Vec<String> = reference.split_whitespace().map(str::to_lowercase).collect();
+    if c.is_empty() || r.is_empty() {
+        return 0.0;
+    }
+    let mut dp = vec![vec![0usize; r.len() + 1]; c.len() + 1];
+    for i in 1..=c.len() {
+        for j in 1..=r.len() {
+            dp[i][j] =
+                if c[i - 1] == r[j - 1] { dp[i - 1][j - 1] + 1 } else { dp[i - 1][j].max(dp[i][j - 1]) };
+        }
+    }
+    let lcs = dp[c.len()][r.len()] as f64;
+    if lcs == 0.0 {
+        return 0.0;
+    }
+    let (p, rc) = (lcs / c.len() as f64, lcs / r.len() as f64);
+    2.0 * p * rc / (p + rc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rouge_l_scores_common_subsequences() {
+        assert_eq!(rouge_l("a b c d", "a b c d"), 1.0);
+        assert_eq!(rouge_l("x y", "a b"), 0.0);
+        let f = rouge_l("a b x d", "a b c d");
+        assert!((f - 0.75).abs() < 1e-9, "{f}");
+    }
+}
