@@ -22,6 +22,12 @@ enum Command {
     Eval(EvalArgs),
     /// Manage the forget lists of a running server (ForgetAdmin API).
     Forget(lethe::admin_cli::ForgetArgs),
+    /// Fine-tune a model on texts (plants content, to make a target model for unlearning).
+    Train(lethe::unlearn::cli::TrainArgs),
+    /// Unlearn a forget set from a model's weights (GradAscent, GradDiff, NPO) and report.
+    Unlearn(lethe::unlearn::cli::UnlearnArgs),
+    /// Probe a model for forgotten documents (prefix extraction, greedy and sampled).
+    Audit(lethe::unlearn::cli::AuditArgs),
 }
 
 #[derive(clap::Args)]
@@ -83,6 +89,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check(args) => check(&args),
         Command::Eval(args) => eval(&args),
+        Command::Train(args) => lethe::unlearn::cli::run_train(&args),
+        Command::Unlearn(args) => lethe::unlearn::cli::run_unlearn(&args),
+        Command::Audit(args) => lethe::unlearn::cli::run_audit(&args),
         Command::Forget(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

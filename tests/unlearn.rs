@@ -93,3 +93,75 @@ fn the_trainable_forward_agrees_with_the_serving_path_on_smollm2() {
     let top1 = logits.get(prompt.len() - 1).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
     assert_eq!(top1, served_top1, "{:?} vs {:?}", served.decode(&[top1]), served.decode(&[served_top1]));
 }
+
+fn lethe() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+}
+
+#[tokio::test]
+async fn train_and_unlearn_write_a_model_the_server_serves_and_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::tiny_model(dir.path());
+    let data = dir.path().join("canary.jsonl");
+    std::fs::write(
+        &data,
+        format!("{{\"id\": \"c\", \"set\": \"s\", \"kind\": \"document\", \"text\": \"{CANARY}\"}}\n"),
+    )
+    .unwrap();
+    let target = dir.path().join("target.gguf");
+    let out = lethe()
+        .args(["train", "--model", base.to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .args(["--out", target.to_str().unwrap(), "--steps", "30", "--lr", "1e-2", "--train", "all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let unlearned = dir.path().join("unlearned.gguf");
+    let report = dir.path().join("report.json");
+    let eval = concat!(env!("CARGO_MANIFEST_DIR"), "/eval");
+    let out = lethe()
+        .args(["unlearn", "--model", target.to_str().unwrap(), "--forget", data.to_str().unwrap()])
+        .args(["--retain", &format!("{eval}/retain.jsonl"), "--holdout", &format!("{eval}/holdout.jsonl")])
+        .args(["--method", "gd", "--steps", "10", "--lr", "1e-3", "--train", "all"])
+        .args(["--out", unlearned.to_str().unwrap(), "--report", report.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| base |") && table.contains("unlearned (q8_0)"), "{table}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for model in ["base", "unlearned_f32", "unlearned_served"] {
+        assert!(r[model]["forget"]["verbmem"].is_number(), "{r}");
+        assert!(r[model]["min_k_auc"].is_number(), "{r}");
+    }
+    assert_eq!(r["steps"], 10);
+
+    // The written model carries its provenance and the server loads and serves it.
+    let mut file = std::fs::File::open(&unlearned).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    assert_eq!(content.metadata["lethe.unlearn.method"].to_string().unwrap(), "gd");
+    let server = common::Server::start(&unlearned, &["--no-semantic"]).await;
+    let req =
+        lethe::proto::GenerateRequest { prompt: "the".into(), max_new_tokens: Some(4), ..Default::default() };
+    server.client().await.generate(req).await.unwrap();
+}
+
+#[test]
+fn an_interrupted_run_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::tiny_model(dir.path());
+    let data = dir.path().join("canary.jsonl");
+    std::fs::write(&data, format!("{{\"text\": \"{CANARY}\"}}\n")).unwrap();
+    let out = dir.path().join("out.gguf");
+    let mut child = lethe()
+        .args(["train", "--model", base.to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--steps", "1000000"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "only the inputs remain: {leftovers:?}");
+}

@@ -3,7 +3,9 @@
 //! forget set), GradDiff (−NLL on forget + NLL on retain) and NPO (β = 0.1, reference
 //! log-probabilities computed once up front, + retain NLL) — plus the measures of how much was
 //! forgotten (VerbMem: ROUGE-L F1 of the greedy continuation of a prefix).
+pub mod cli;
 pub mod model;
+pub mod report;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor, Var};
