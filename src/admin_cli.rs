@@ -46,6 +46,8 @@ enum ForgetCommand {
     List,
     /// Snapshot version, index sizes and the last reload.
     Status,
+    /// Swap in another model file (on the server), e.g. the output of `lethe unlearn`.
+    ReloadModel { path: String },
     /// Replace every set found in a JSON Lines forget file with that file's entries.
     Apply {
         file: PathBuf,
@@ -87,6 +89,13 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
         ForgetCommand::Remove { set, ids } => {
             let r = client.remove_entries(RemoveEntriesRequest { set, ids }).await.map_err(status)?;
             print_mutation(r.get_ref());
+        }
+        ForgetCommand::ReloadModel { path } => {
+            let r = client.reload_model(ReloadModelRequest { path }).await.map_err(status)?.into_inner();
+            println!(
+                "serving {} (sha256 {}, {}) in snapshot {}, swapped in {:.1} s",
+                r.name, r.sha256, r.served_format, r.snapshot_version, r.seconds
+            );
         }
         ForgetCommand::List => {
             let r = client.list_sets(ListSetsRequest {}).await.map_err(status)?;

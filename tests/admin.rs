@@ -269,3 +269,56 @@ async fn the_forget_cli_adds_lists_and_applies() {
     assert!(!ok && err.contains("no entry"), "{err}");
     assert!(matched(&server, TERM).await && matched(&server, "Quentin Blorbo").await);
 }
+
+#[tokio::test]
+async fn reload_model_swaps_the_model_while_requests_finish_on_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let other = dir.path().join("other.gguf");
+    lethe::model::fixture::write_tiny_llama(&other, 99).unwrap();
+    let server = start(&model, &dir.path().join("data"), &[]).await;
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    // A mask set, so the swap has a token filter to rebuild for the new tokenizer.
+    let doc = ForgetEntry {
+        id: "d".into(),
+        kind: EntryKind::Document as i32,
+        text: "the cat sat on the mat and looked at the door".into(),
+        aliases: vec![],
+    };
+    let policy = SetPolicy { action: Action::Mask as i32, ..Default::default() };
+    admin.put_set(PutSetRequest { set: "m".into(), policy: Some(policy), entries: vec![doc] }).await.unwrap();
+    let mut client = server.client().await;
+    let before = client.get_model_info(GetModelInfoRequest {}).await.unwrap().into_inner();
+
+    let long = GenerateRequest { prompt: "the".into(), max_new_tokens: Some(200), ..Default::default() };
+    let mut stream = client.generate_stream(long).await.unwrap().into_inner();
+    let reply = admin
+        .reload_model(ReloadModelRequest { path: other.to_str().unwrap().into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(reply.sha256, before.sha256);
+    use tokio_stream::StreamExt;
+    let mut last = None;
+    while let Some(msg) = stream.next().await {
+        last = Some(msg.expect("the in-flight stream finishes on the old model"));
+    }
+    assert_ne!(last.unwrap().finish_reason, FinishReason::Unspecified as i32);
+    let after = client.get_model_info(GetModelInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(after.sha256, reply.sha256);
+    let req = GenerateRequest { prompt: "the".into(), max_new_tokens: Some(4), ..Default::default() };
+    client.generate(req.clone()).await.unwrap();
+
+    // A file that is not a model is refused and the current model keeps serving.
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"not a model").unwrap();
+    for path in [junk.to_str().unwrap(), "/nonexistent/model.gguf"] {
+        let err = admin.reload_model(ReloadModelRequest { path: path.into() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    }
+    assert_eq!(
+        client.get_model_info(GetModelInfoRequest {}).await.unwrap().into_inner().sha256,
+        reply.sha256
+    );
+    client.generate(req).await.unwrap();
+}

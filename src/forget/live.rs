@@ -33,10 +33,16 @@ pub enum ChangeError {
     Failed(String),
 }
 
+/// What one request is served with: the model and the forget index built for its tokenizer,
+/// swapped together so a request never pairs a model with another model's token filter.
+pub struct Snapshot {
+    pub model: Arc<Model>,
+    pub guard: Arc<Guard>,
+}
+
 pub struct Live {
-    guard: ArcSwap<Guard>,
+    snapshot: ArcSwap<Snapshot>,
     cfg: GuardConfig,
-    model: Arc<Model>,
     embedder: Option<Arc<Embedder>>,
     /// The single writer: store, file entries and the next version, changed together.
     writer: tokio::sync::Mutex<Writer>,
@@ -66,9 +72,8 @@ impl Live {
         let started = Instant::now();
         let guard = build(&cfg, &model, embedder.clone(), &file_entries, store.as_ref().map(Store::sets), 1)?;
         let live = Self {
-            guard: ArcSwap::from_pointee(guard),
+            snapshot: ArcSwap::from_pointee(Snapshot { model, guard: Arc::new(guard) }),
             cfg,
-            model,
             embedder,
             writer: tokio::sync::Mutex::new(Writer { store, file_entries, version: 1 }),
             status: Mutex::new(ReloadStatus::default()),
@@ -77,9 +82,45 @@ impl Live {
         Ok(live)
     }
 
-    /// The serving snapshot; hold it for the whole request.
+    /// The serving model and forget index; hold it for the whole request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The serving forget index.
     pub fn current(&self) -> Arc<Guard> {
-        self.guard.load_full()
+        self.snapshot.load().guard.clone()
+    }
+
+    pub fn model(&self) -> Arc<Model> {
+        self.snapshot.load().model.clone()
+    }
+
+    /// Swaps in a new forget index for the current model (callers hold the writer lock).
+    fn swap_guard(&self, guard: Guard) {
+        self.snapshot.store(Arc::new(Snapshot { model: self.model(), guard: Arc::new(guard) }));
+    }
+
+    /// Swaps in another model: the forget index is rebuilt for its tokenizer first, then both
+    /// are swapped at once; requests in flight finish on the old pair.
+    pub async fn swap_model(self: &Arc<Self>, model: Arc<Model>) -> Result<u64, ChangeError> {
+        let w = self.writer.lock().await;
+        let started = Instant::now();
+        let version = w.version + 1;
+        let (this, file_entries) = (self.clone(), w.file_entries.clone());
+        let store_sets = w.store.as_ref().map(|s| s.sets().clone());
+        let new_model = model.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            build(&this.cfg, &new_model, this.embedder.clone(), &file_entries, store_sets.as_ref(), version)
+        })
+        .await
+        .map_err(|e| ChangeError::Failed(format!("snapshot build aborted: {e}")))?
+        .map_err(|e| ChangeError::Failed(format!("building the snapshot for the new model failed: {e:#}")))?;
+        let mut w = w;
+        w.version = version;
+        self.snapshot.store(Arc::new(Snapshot { model, guard: Arc::new(built) }));
+        self.record(started, None);
+        Ok(version)
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -106,9 +147,10 @@ impl Live {
         let started = Instant::now();
         let version = w.version + 1;
         let this = self.clone();
+        let model = self.model();
         let file_entries = w.file_entries.clone();
         let built = tokio::task::spawn_blocking(move || {
-            build(&this.cfg, &this.model, this.embedder.clone(), &file_entries, Some(&next), version)
+            build(&this.cfg, &model, this.embedder.clone(), &file_entries, Some(&next), version)
         })
         .await
         .map_err(|e| ChangeError::Failed(format!("snapshot build aborted: {e}")))?;
@@ -127,7 +169,7 @@ impl Live {
             ChangeError::Failed(msg)
         })?;
         w.version = version;
-        self.guard.store(Arc::new(guard));
+        self.swap_guard(guard);
         let seconds = started.elapsed().as_secs_f64();
         self.record(started, None);
         Ok((version, sequence, seconds))
@@ -140,12 +182,13 @@ impl Live {
         let mut w = self.writer.lock().await;
         let started = Instant::now();
         let this = self.clone();
+        let model = self.model();
         let version = w.version + 1;
         let store_sets = w.store.as_ref().map(|s| s.sets().clone());
         let result = tokio::task::spawn_blocking(move || -> Result<(Vec<Entry>, Guard)> {
             let entries = super::load(&path)?;
             let guard =
-                build(&this.cfg, &this.model, this.embedder.clone(), &entries, store_sets.as_ref(), version)?;
+                build(&this.cfg, &model, this.embedder.clone(), &entries, store_sets.as_ref(), version)?;
             Ok((entries, guard))
         })
         .await?;
@@ -153,7 +196,7 @@ impl Live {
             Ok((entries, guard)) => {
                 w.file_entries = entries;
                 w.version = version;
-                self.guard.store(Arc::new(guard));
+                self.swap_guard(guard);
                 self.record(started, None);
                 tracing::info!(version, seconds = started.elapsed().as_secs_f64(), "forget list reloaded");
                 Ok(version)

@@ -12,11 +12,12 @@ use tonic::{Request, Response, Status};
 
 pub struct AdminService {
     live: Arc<Live>,
+    served_format: crate::model::ServedFormat,
 }
 
 impl AdminService {
-    pub fn new(live: Arc<Live>) -> Self {
-        Self { live }
+    pub fn new(live: Arc<Live>, served_format: crate::model::ServedFormat) -> Self {
+        Self { live, served_format }
     }
 
     async fn mutate(&self, method: &'static str, m: Mutation) -> Result<Response<MutationResponse>, Status> {
@@ -100,6 +101,36 @@ impl ForgetAdmin for AdminService {
             last_reload_seconds: status.seconds,
             last_error: status.error.unwrap_or_default(),
             content_hash: guard.content_hash.clone(),
+        }))
+    }
+
+    async fn reload_model(
+        &self,
+        request: Request<ReloadModelRequest>,
+    ) -> Result<Response<ReloadModelResponse>, Status> {
+        let started = Instant::now();
+        let path = std::path::PathBuf::from(request.into_inner().path);
+        if !path.is_file() {
+            return Err(Status::invalid_argument(format!("{} is not a file on the server", path.display())));
+        }
+        let format = self.served_format;
+        let load_path = path.clone();
+        let model = tokio::task::spawn_blocking(move || crate::model::Model::load(&load_path, format))
+            .await
+            .map_err(|_| Status::internal("model loading was aborted"))?
+            .map_err(|e| Status::invalid_argument(format!("{} cannot be served: {e:#}", path.display())))?;
+        let model = Arc::new(model);
+        let version =
+            self.live.swap_model(model.clone()).await.map_err(|e| Status::internal(e.to_string()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        crate::metrics::model_info(&model.info.name, &model.info.served_format);
+        tracing::info!(model = %model.info.name, sha256 = %model.info.sha256, snapshot_version = version, seconds, "model swapped in");
+        Ok(Response::new(ReloadModelResponse {
+            name: model.info.name.clone(),
+            sha256: model.info.sha256.clone(),
+            served_format: model.info.served_format.clone(),
+            snapshot_version: version,
+            seconds,
         }))
     }
 }

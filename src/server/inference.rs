@@ -30,8 +30,8 @@ impl InferenceService {
         req: &GenerateRequest,
         deadline: Option<Instant>,
     ) -> Result<(Job, mpsc::Receiver<Event>), Status> {
-        let model = self.state.model.clone();
-        let guard = self.state.live.current();
+        let snapshot = self.state.live.snapshot();
+        let (model, guard) = (snapshot.model.clone(), snapshot.guard.clone());
         let job = validate(req, &self.state.config, &model)?;
         let queued_at = Instant::now();
         let admitted = self.state.admission.admit();
@@ -109,7 +109,7 @@ impl Inference for InferenceService {
                 finish_reason: summary.finish as i32,
                 usage: Some(usage(&summary)),
                 request_id: job.request_id,
-                model: self.state.model.info.name.clone(),
+                model: job.model_name.clone(),
             })
         }
         .await;
@@ -202,7 +202,8 @@ impl Inference for InferenceService {
         &self,
         _request: Request<GetModelInfoRequest>,
     ) -> Result<Response<ModelInfo>, Status> {
-        let info = &self.state.model.info;
+        let model = self.state.live.model();
+        let info = &model.info;
         Ok(Response::new(ModelInfo {
             name: info.name.clone(),
             architecture: info.architecture.clone(),

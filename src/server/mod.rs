@@ -22,7 +22,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub struct State {
     pub config: Config,
     pub audit: crate::guard::audit::Auditor,
-    pub model: Arc<Model>,
     pub live: Arc<Live>,
     pub admission: admission::Admission,
 }
@@ -43,12 +42,11 @@ pub async fn serve(config: Config) -> Result<()> {
     let live = Arc::new(live);
     let state = Arc::new(State {
         admission: admission::Admission::new(config.max_concurrent_generations, config.max_queued_requests),
-        model,
         live: live.clone(),
         audit: crate::guard::audit::Auditor::start(config.guard.audit_sample_rate),
         config: config.clone(),
     });
-    crate::metrics::model_info(&state.model.info.name, &state.model.info.served_format);
+    crate::metrics::model_info(&live.model().info.name, &live.model().info.served_format);
     watch_forget_files(&config, &live)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -69,7 +67,8 @@ pub async fn serve(config: Config) -> Result<()> {
         .max_decoding_message_size(transport_limit);
     // Forget sets can be large: allow 64 MiB per admin call.
     let admin = tonic::service::interceptor::InterceptedService::new(
-        ForgetAdminServer::new(admin::AdminService::new(live.clone())).max_decoding_message_size(64 << 20),
+        ForgetAdminServer::new(admin::AdminService::new(live.clone(), config.served_format))
+            .max_decoding_message_size(64 << 20),
         admin_auth,
     );
 

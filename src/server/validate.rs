@@ -9,6 +9,8 @@ use tonic::Status;
 #[derive(Debug, Clone)]
 pub struct Job {
     pub request_id: String,
+    /// The model the request runs on (the file name).
+    pub model_name: String,
     pub prompt_ids: Vec<u32>,
     pub max_new_tokens: usize,
     pub sampling: Sampling,
@@ -96,6 +98,7 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
     let max_new_tokens = (max_new_tokens as usize).min(context - prompt_ids.len());
 
     Ok(Job {
+        model_name: model.info.name.clone(),
         request_id: if req.request_id.is_empty() { new_request_id() } else { truncate(&req.request_id, 128) },
         prompt_ids,
         max_new_tokens,
