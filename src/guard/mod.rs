@@ -274,26 +274,8 @@ impl Guard {
     /// the named sets. At most one finding per entry and layer: the strongest.
     pub fn check(&self, text: &str, only_sets: &[String]) -> Result<Vec<Finding>> {
         let w = normalize::words(text);
-        let mut findings = Vec::new();
         let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
-        for m in self.ngrams.scan(&w.words) {
-            findings.push(Finding {
-                entry: m.entry,
-                layer: proto::Layer::Ngram,
-                score: m.score,
-                span: byte_span(self.ngrams.word_span(&m.positions)),
-            });
-        }
-        for end in 1..=w.len() {
-            for (entry, len) in self.terms.ending_at(&w.words, end) {
-                findings.push(Finding {
-                    entry,
-                    layer: proto::Layer::Term,
-                    score: 1.0,
-                    span: byte_span(end - len..end),
-                });
-            }
-        }
+        let mut findings = self.text_findings(&w, true);
         if self.semantic.is_some() && !w.is_empty() {
             let p = self.params;
             let windows: Vec<Range<usize>> = semantic::windows(w.len(), p.window_words, p.stride_words)
@@ -308,19 +290,20 @@ impl Guard {
         Ok(dedup_best(findings))
     }
 
-    /// The exact audit of a delivered text: n-grams against the exact map (no Bloom filter),
-    /// terms, and every window (stride 3 words) against every forget vector (no HNSW).
-    pub fn audit(&self, text: &str) -> Result<Vec<Finding>> {
-        let w = normalize::words(text);
-        if w.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// N-gram and term findings of normalized words; `bloom`: the fast path (Bloom filter
+    /// first) or the exact map alone (the audit).
+    fn text_findings(&self, w: &normalize::Words, bloom: bool) -> Vec<Finding> {
         let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
-        let mut findings = Vec::new();
-        for m in self.ngrams.scan_exact(&w.words) {
-            let span = byte_span(self.ngrams.word_span(&m.positions));
-            findings.push(Finding { entry: m.entry, layer: proto::Layer::Ngram, score: m.score, span });
-        }
+        let ngrams = if bloom { self.ngrams.scan(&w.words) } else { self.ngrams.scan_exact(&w.words) };
+        let mut findings: Vec<Finding> = ngrams
+            .into_iter()
+            .map(|m| Finding {
+                entry: m.entry,
+                layer: proto::Layer::Ngram,
+                score: m.score,
+                span: byte_span(self.ngrams.word_span(&m.positions)),
+            })
+            .collect();
         for end in 1..=w.len() {
             for (entry, len) in self.terms.ending_at(&w.words, end) {
                 findings.push(Finding {
@@ -331,6 +314,18 @@ impl Guard {
                 });
             }
         }
+        findings
+    }
+
+    /// The exact audit of a delivered text: n-grams against the exact map (no Bloom filter),
+    /// terms, and every window (stride 3 words) against every forget vector (no HNSW).
+    pub fn audit(&self, text: &str) -> Result<Vec<Finding>> {
+        let w = normalize::words(text);
+        if w.is_empty() {
+            return Ok(Vec::new());
+        }
+        let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
+        let mut findings = self.text_findings(&w, false);
         if let Some((embedder, index)) = &self.semantic {
             let p = self.params;
             let spans: Vec<Range<usize>> =
