@@ -107,7 +107,9 @@ impl Model {
                 let converted = requantize(&content, &mut reader, GgmlDType::Q8_0)?;
                 let mut reader = Cursor::new(converted);
                 let content = gguf_file::Content::read(&mut reader)?;
-                (ModelWeights::from_gguf(content, &mut reader, &device)?, "q8_0".to_string())
+                // An f32 or f16 model stays as it is: report what is actually served.
+                let served = dominant_format(&content);
+                (ModelWeights::from_gguf(content, &mut reader, &device)?, served)
             }
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

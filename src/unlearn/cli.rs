@@ -270,7 +270,8 @@ pub fn run_unlearn(args: &UnlearnArgs) -> Result<()> {
                 .map(|t| Ok(nll(&s.model, t)?.to_scalar::<f32>()? as f64))
                 .sum::<Result<f64>>()?
                 / retain.len() as f64;
-            bar.println(format!("step {done}: forget VerbMem {verbmem:.3}, retain NLL {retain_nll:.3}"));
+            // Printed whether or not the bar is drawn (it is hidden when stderr is not a terminal).
+            bar.suspend(|| eprintln!("step {done}: forget VerbMem {verbmem:.3}, retain NLL {retain_nll:.3}"));
             if verbmem <= target && retain_nll <= retain_base * (1.0 + args.retain_tolerance) {
                 break;
             }
