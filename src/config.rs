@@ -45,6 +45,9 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// Serve ForgetAdmin on its own address instead of the inference listener.
     pub admin_listen: Option<SocketAddr>,
+    /// File holding a bearer token that inference calls must present (or set
+    /// LETHE_INFERENCE_TOKEN). Unset: inference is open.
+    pub inference_token_file: Option<PathBuf>,
     /// Reload the forget file or folder when it changes.
     pub watch_forget: bool,
 }
@@ -77,6 +80,7 @@ impl Default for Config {
             data_dir: None,
             admin_token_file: None,
             admin_listen: None,
+            inference_token_file: None,
             watch_forget: true,
         }
     }
@@ -148,6 +152,9 @@ pub struct ServeArgs {
     /// Serve ForgetAdmin on its own address [default: the gRPC listener].
     #[arg(long, env = "LETHE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// File holding a token inference calls must present; LETHE_INFERENCE_TOKEN gives the token itself.
+    #[arg(long, env = "LETHE_INFERENCE_TOKEN_FILE")]
+    pub inference_token_file: Option<PathBuf>,
     /// Reload the forget file or folder when it changes [default: true].
     #[arg(long, env = "LETHE_WATCH_FORGET")]
     pub watch_forget: Option<bool>,
@@ -194,6 +201,9 @@ impl Config {
         }
         if let Some(addr) = args.admin_listen {
             cfg.admin_listen = Some(addr);
+        }
+        if let Some(path) = &args.inference_token_file {
+            cfg.inference_token_file = Some(path.clone());
         }
         if let Some(watch) = args.watch_forget {
             cfg.watch_forget = watch;

@@ -322,3 +322,21 @@ async fn reload_model_swaps_the_model_while_requests_finish_on_the_old_one() {
     );
     client.generate(req).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_inference_token_guards_inference_but_not_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    const INFERENCE: &str = "inference-token-0123456789";
+    // Start-up waits on the health check, which needs no token.
+    let server = Server::start_env(&model, &["--no-semantic"], &[("LETHE_INFERENCE_TOKEN", INFERENCE)]).await;
+    let req = CheckRequest { text: "hello".into(), forget_sets: vec![] };
+    let err = server.client().await.check(req.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut authed = lethe::proto::inference_client::InferenceClient::with_interceptor(
+        server.channel().await,
+        Auth(Some(INFERENCE)),
+    );
+    assert!(!authed.check(req).await.unwrap().into_inner().matched);
+    assert!(!server.logs().contains(INFERENCE));
+}

@@ -194,7 +194,8 @@ fn set_info(s: &SetSummary) -> SetInfo {
     }
 }
 
-/// Checks `authorization: Bearer <token>` in constant time. The token is never logged.
+/// Checks `authorization: Bearer <token>` in constant time (admin calls, and inference calls
+/// when an inference token is set). The token is never logged.
 #[derive(Clone)]
 pub struct BearerAuth {
     token: Option<Arc<Vec<u8>>>,

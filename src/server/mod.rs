@@ -63,8 +63,14 @@ pub async fn serve(config: Config) -> Result<()> {
     // Requests up to the configured limit get a precise INVALID_ARGUMENT from validation;
     // the transport cap above it only stops abuse.
     let transport_limit = config.max_request_bytes.saturating_mul(4).max(64 << 10);
-    let inference = InferenceServer::new(inference::InferenceService::new(state.clone()))
-        .max_decoding_message_size(transport_limit);
+    // Inference needs a token only when one is configured; health and reflection never do.
+    let inference_token =
+        read_token("LETHE_INFERENCE_TOKEN", config.inference_token_file.as_deref(), "inference")?;
+    let inference = tonic::service::interceptor::InterceptedService::new(
+        InferenceServer::new(inference::InferenceService::new(state.clone()))
+            .max_decoding_message_size(transport_limit),
+        admin::BearerAuth::new(inference_token),
+    );
     // Forget sets can be large: allow 64 MiB per admin call.
     let admin = tonic::service::interceptor::InterceptedService::new(
         ForgetAdminServer::new(admin::AdminService::new(live.clone(), config.served_format))
@@ -154,18 +160,7 @@ fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
 /// The admin token from LETHE_ADMIN_TOKEN or `admin_token_file`. Without one, ForgetAdmin is
 /// only served on a loopback address.
 fn admin_token(config: &Config) -> Result<Option<String>> {
-    let token = match (std::env::var("LETHE_ADMIN_TOKEN").ok(), &config.admin_token_file) {
-        (Some(t), _) => Some(t),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading the admin token file {}", path.display()))?,
-        ),
-        (None, None) => None,
-    };
-    let token = token.map(|t| t.trim().to_string());
-    if token.as_ref().is_some_and(|t| t.len() < 16) {
-        anyhow::bail!("the admin token must be at least 16 characters");
-    }
+    let token = read_token("LETHE_ADMIN_TOKEN", config.admin_token_file.as_deref(), "admin")?;
     let addr = config.admin_listen.unwrap_or(config.listen);
     if token.is_none() {
         anyhow::ensure!(
@@ -173,6 +168,24 @@ fn admin_token(config: &Config) -> Result<Option<String>> {
             "refusing to serve ForgetAdmin on {addr} without an admin token: set LETHE_ADMIN_TOKEN or admin_token_file"
         );
         tracing::warn!(%addr, "ForgetAdmin has no token: any local process can change forget lists");
+    }
+    Ok(token)
+}
+
+/// A bearer token from an environment variable (the token itself) or a file; at least 16
+/// characters.
+fn read_token(env: &str, file: Option<&std::path::Path>, what: &str) -> Result<Option<String>> {
+    let token = match (std::env::var(env).ok(), file) {
+        (Some(t), _) => Some(t),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the {what} token file {}", path.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let token = token.map(|t| t.trim().to_string());
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        anyhow::bail!("the {what} token must be at least 16 characters");
     }
     Ok(token)
 }
