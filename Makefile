@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make run   fetch the default models, build, and serve on 127.0.0.1:50051 (metrics :9464)
-#   make test  fetch the default models, set up the Python client, and run every test
+#   make test  fetch the default models, set up the Python client and Prometheus, run every test
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
