@@ -149,7 +149,7 @@ impl Guard {
         let mut set_ids: HashMap<&str, u32> = HashMap::new();
         let mut sets = Vec::new();
         let mut metas = Vec::with_capacity(entries.len());
-        let mut doc_words: Vec<(u32, Vec<String>, &Entry)> = Vec::new();
+        let mut doc_words: Vec<(u32, normalize::Words, &Entry)> = Vec::new();
         let mut term_words: Vec<(u32, Vec<String>)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             let set = *set_ids.entry(e.set.as_str()).or_insert_with(|| {
@@ -162,7 +162,7 @@ impl Guard {
             metas.push(EntryMeta { id: e.id.clone(), set });
             let i = i as u32;
             match e.kind {
-                Kind::Document => doc_words.push((i, normalize::words(&e.text).words, e)),
+                Kind::Document => doc_words.push((i, normalize::words(&e.text), e)),
                 Kind::Term => {
                     for t in std::iter::once(&e.text).chain(&e.aliases) {
                         term_words.push((i, normalize::words(t).words));
@@ -170,7 +170,7 @@ impl Guard {
                 }
             }
         }
-        let ngrams = NgramIndex::build(cfg.ngram, doc_words.iter().map(|(i, w, _)| (*i, w.as_slice())));
+        let ngrams = NgramIndex::build(cfg.ngram, doc_words.iter().map(|(i, w, _)| (*i, w.words.as_slice())));
         let terms = TermIndex::build(term_words.iter().map(|(i, w)| (*i, w.as_slice())));
 
         let masked: Vec<Vec<u32>> = match model {
@@ -190,7 +190,7 @@ impl Guard {
                 let p = cfg.semantic;
                 let mut windows: Vec<(u32, &str)> = Vec::new();
                 for (i, words, e) in &doc_words {
-                    let spans = normalize::words(&e.text).spans;
+                    let spans = &words.spans;
                     for w in semantic::windows(words.len(), p.window_words, p.stride_words) {
                         windows.push((*i, &e.text[spans[w.start].start..spans[w.end - 1].end]));
                     }

@@ -47,6 +47,21 @@ pub fn fingerprint_tokens(tokens: &[u32]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
+/// A Bloom filter holding `keys`, sized for `fp_rate`.
+pub fn bloom_over<'a>(
+    keys: impl Iterator<Item = &'a u64>,
+    count: usize,
+    fp_rate: f64,
+    seed: &[u8; 32],
+) -> Bloom<u64> {
+    let mut bloom =
+        Bloom::new_for_fp_rate_with_seed(count.max(1), fp_rate, seed).expect("bloom parameters are valid");
+    for k in keys {
+        bloom.set(k);
+    }
+    bloom
+}
+
 /// Two different halves: bloomfilter derives its two hash keys from them.
 const BLOOM_SEED: [u8; 32] = *b"lethe-ngram-bloom-k1lethe-n-k2!!";
 
@@ -76,12 +91,7 @@ impl NgramIndex {
                 }
             }
         }
-        let mut bloom =
-            Bloom::new_for_fp_rate_with_seed(exact.len().max(1), params.bloom_fp_rate, &BLOOM_SEED)
-                .expect("bloom parameters are valid");
-        for fp in exact.keys() {
-            bloom.set(fp);
-        }
+        let bloom = bloom_over(exact.keys(), exact.len(), params.bloom_fp_rate, &BLOOM_SEED);
         Self { params, bloom, exact }
     }
 

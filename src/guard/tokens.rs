@@ -3,7 +3,7 @@
 //! continues that prefix with token t, sampling t would complete a forgotten token n-gram, so
 //! t is masked and another token is sampled. A Bloom filter over prefixes gates the exact map,
 //! so the common case (no forgotten prefix) costs one hash and one filter probe per step.
-use super::ngram::fingerprint_tokens;
+use super::ngram::{bloom_over, fingerprint_tokens};
 use bloomfilter::Bloom;
 use std::collections::HashMap;
 
@@ -29,11 +29,7 @@ impl TokenIndex {
                 }
             }
         }
-        let mut bloom = Bloom::new_for_fp_rate_with_seed(next.len().max(1), fp_rate, &BLOOM_SEED)
-            .expect("bloom parameters are valid");
-        for fp in next.keys() {
-            bloom.set(fp);
-        }
+        let bloom = bloom_over(next.keys(), next.len(), fp_rate, &BLOOM_SEED);
         Self { n, bloom, next }
     }
 
