@@ -36,6 +36,7 @@ fn docs(n: usize, offset: usize, rng: &mut rand::rngs::StdRng, vocab: &[String])
                 .collect::<Vec<_>>()
                 .join(" "),
             aliases: vec![],
+            fingerprints: None,
         })
         .collect()
 }
@@ -60,7 +61,13 @@ async fn main() -> anyhow::Result<()> {
     for n in sizes {
         let dir = tempfile::tempdir()?;
         let cfg = GuardConfig { embedder: None, ..Default::default() };
-        let live = Arc::new(Live::start(cfg, model.clone(), embedder.clone(), Some(dir.path()))?);
+        let live = Arc::new(Live::start(
+            cfg,
+            model.clone(),
+            embedder.clone(),
+            Some(dir.path()),
+            Default::default(),
+        )?);
         let initial = docs(n, 0, &mut rng, &vocab);
         let t = std::time::Instant::now();
         let put =

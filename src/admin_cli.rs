@@ -169,5 +169,8 @@ fn set_json(s: &SetInfo) -> serde_json::Value {
         "name": s.name, "source": s.source, "entries": s.entries, "documents": s.documents, "terms": s.terms,
         "action": p.action().as_str_name(), "semantic_threshold": p.semantic_threshold,
         "hide_details": p.hide_details, "fail_open": p.fail_open,
+        "ngram_fingerprints": s.ngram_fingerprints, "term_fingerprints": s.term_fingerprints,
+        "token_prefixes": s.token_prefixes, "semantic_vectors": s.semantic_vectors,
+        "index_bytes": s.index_bytes,
     })
 }

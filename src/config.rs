@@ -50,6 +50,27 @@ pub struct Config {
     pub inference_token_file: Option<PathBuf>,
     /// Reload the forget file or folder when it changes.
     pub watch_forget: bool,
+    /// What the durable store keeps of an entry: its text, or only its fingerprints.
+    pub forget_store: StoreMode,
+    /// TLS for the gRPC listeners (inference and admin): PEM certificate chain and its key.
+    /// Unset: plaintext.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA of client certificates (mTLS): a client presenting a certificate it signed may
+    /// call ForgetAdmin without a token. Clients without a certificate are still accepted.
+    pub tls_client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreMode {
+    /// Entries as given (text, aliases): indexes can be rebuilt with any parameters.
+    #[default]
+    Text,
+    /// Only derived fingerprints (n-gram and term hashes, token n-grams, embeddings): the
+    /// store holds no forgotten text, but its entries only fit the parameters they were
+    /// derived with (n-gram length, normalization, embedder, windows, tokenizer).
+    Fingerprints,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -82,6 +103,10 @@ impl Default for Config {
             admin_listen: None,
             inference_token_file: None,
             watch_forget: true,
+            forget_store: StoreMode::default(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -158,6 +183,18 @@ pub struct ServeArgs {
     /// Reload the forget file or folder when it changes [default: true].
     #[arg(long, env = "LETHE_WATCH_FORGET")]
     pub watch_forget: Option<bool>,
+    /// What the durable store keeps: text, or fingerprints only [default: text].
+    #[arg(long, env = "LETHE_FORGET_STORE")]
+    pub forget_store: Option<StoreMode>,
+    /// PEM certificate chain for TLS on the gRPC listeners [default: plaintext].
+    #[arg(long, env = "LETHE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "LETHE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA whose client certificates authenticate admin calls (mTLS).
+    #[arg(long, env = "LETHE_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -191,8 +228,18 @@ impl Config {
             max_request_bytes,
             drain_timeout_secs,
             log_format,
-            log_content
+            log_content,
+            forget_store
         );
+        for (flag, field) in [
+            (&args.tls_cert_file, &mut cfg.tls_cert_file),
+            (&args.tls_key_file, &mut cfg.tls_key_file),
+            (&args.tls_client_ca_file, &mut cfg.tls_client_ca_file),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
         if let Some(dir) = &args.data_dir {
             cfg.data_dir = Some(dir.clone());
         }
@@ -242,6 +289,18 @@ impl Config {
         anyhow::ensure!(
             self.drain_timeout_secs.is_finite() && self.drain_timeout_secs >= 0.0,
             "drain_timeout_secs must be a finite number >= 0"
+        );
+        anyhow::ensure!(
+            self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
+            "tls_cert_file and tls_key_file go together: set both for TLS, or neither"
+        );
+        anyhow::ensure!(
+            self.tls_client_ca_file.is_none() || self.tls_cert_file.is_some(),
+            "tls_client_ca_file (mTLS) needs TLS: set tls_cert_file and tls_key_file too"
+        );
+        anyhow::ensure!(
+            self.forget_store == StoreMode::Text || self.data_dir.is_some(),
+            "forget_store = \"fingerprints\" needs a data_dir for the store"
         );
         let g = &self.guard;
         anyhow::ensure!(

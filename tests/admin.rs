@@ -121,6 +121,56 @@ async fn a_corrupt_store_tail_stops_start_up_and_is_reported() {
 }
 
 #[tokio::test]
+async fn the_fingerprint_only_store_keeps_no_text_and_still_blocks_after_kill_9() {
+    const DOC: &str = "Merrow Vantablade kept eleven copper lanterns in the north tower of Esk Hollow \
+        and lit them only on the night of the grey harvest moon";
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let data = dir.path().join("data");
+    let sealed = ["--forget-store", "fingerprints"];
+    let server = start(&model, &data, &sealed).await;
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    let doc = ForgetEntry {
+        id: "lanterns".into(),
+        kind: EntryKind::Document as i32,
+        text: DOC.into(),
+        aliases: vec![],
+    };
+    admin
+        .add_entries(AddEntriesRequest { set: "people".into(), entries: vec![doc, term("zq", TERM)] })
+        .await
+        .unwrap();
+    let copy = format!("As told: {DOC}.");
+    assert!(matched(&server, &copy).await && matched(&server, &format!("ask {TERM}")).await);
+    let set = &admin.status(StatusRequest {}).await.unwrap().into_inner().sets[0];
+    assert_eq!((set.documents, set.terms), (1, 1));
+    assert!(set.ngram_fingerprints >= 20 && set.term_fingerprints == 1 && set.index_bytes > 0, "{set:?}");
+    send_signal(server.pid(), "KILL");
+    drop(server);
+
+    let log = std::fs::read_to_string(data.join("forget.log")).unwrap().to_lowercase();
+    for word in ["merrow", "vantablade", "lanterns in", "zorvath", "quillimane"] {
+        assert!(!log.contains(word), "the store must not hold the text ({word:?})");
+    }
+    let server = start(&model, &data, &sealed).await;
+    assert!(matched(&server, &copy).await, "fingerprints survive kill -9");
+    assert!(matched(&server, &format!("ask {TERM}")).await);
+    drop(server);
+
+    // Fingerprints fit only the parameters they were derived with: another n-gram length is
+    // refused at start-up, naming the entry and not its text.
+    let config = dir.path().join("n5.toml");
+    std::fs::write(&config, "[guard.ngram]\nn = 5\n").unwrap();
+    let args = ["--no-semantic", "--data-dir", data.to_str().unwrap(), "--config", config.to_str().unwrap()];
+    let mut refused = Server::spawn(&model, &args, &[]);
+    let status = refused.wait_exit(Duration::from_secs(60)).expect("start-up must fail");
+    assert!(!status.success());
+    let logs = refused.logs();
+    assert!(logs.contains("\"lanterns\"") && logs.contains("fingerprints"), "{logs}");
+    assert!(!logs.to_lowercase().contains("merrow"), "{logs}");
+}
+
+#[tokio::test]
 async fn admin_calls_need_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());

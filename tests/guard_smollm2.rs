@@ -124,6 +124,7 @@ async fn block_mask_and_monitor_on_a_copied_passage() {
         kind: lethe::forget::Kind::Document,
         text: BIO.into(),
         aliases: vec![],
+        fingerprints: None,
     }];
     let mut mask_cfg = cfg.clone();
     mask_cfg.default_policy.action = lethe::guard::Action::Mask;

@@ -6,6 +6,8 @@
 //! failed build or a bad file leaves the serving snapshot as it was and is reported in status.
 use super::store::{Mutation, Store};
 use super::Entry;
+use crate::config::StoreMode;
+use crate::guard::derive::Deriver;
 use crate::guard::semantic::Embedder;
 use crate::guard::{Guard, GuardConfig, SetPolicy};
 use crate::model::Model;
@@ -43,7 +45,9 @@ pub struct Snapshot {
 pub struct Live {
     snapshot: ArcSwap<Snapshot>,
     cfg: GuardConfig,
-    embedder: Option<Arc<Embedder>>,
+    /// Derives fingerprints, caching them, so a rebuild derives and embeds only new entries.
+    deriver: Deriver,
+    store_mode: StoreMode,
     /// The single writer: store, file entries and the next version, changed together.
     writer: tokio::sync::Mutex<Writer>,
     status: Mutex<ReloadStatus>,
@@ -63,6 +67,7 @@ impl Live {
         model: Arc<Model>,
         embedder: Option<Arc<Embedder>>,
         data_dir: Option<&std::path::Path>,
+        store_mode: StoreMode,
     ) -> Result<Self> {
         let store = data_dir.map(Store::open).transpose()?;
         let file_entries = match &cfg.forget {
@@ -70,11 +75,13 @@ impl Live {
             None => Vec::new(),
         };
         let started = Instant::now();
-        let guard = build(&cfg, &model, embedder.clone(), &file_entries, store.as_ref().map(Store::sets), 1)?;
+        let deriver = Deriver::new(&cfg, embedder);
+        let guard = build(&cfg, &model, &deriver, &file_entries, store.as_ref().map(Store::sets), 1)?;
         let live = Self {
             snapshot: ArcSwap::from_pointee(Snapshot { model, guard: Arc::new(guard) }),
             cfg,
-            embedder,
+            deriver,
+            store_mode,
             writer: tokio::sync::Mutex::new(Writer { store, file_entries, version: 1 }),
             status: Mutex::new(ReloadStatus::default()),
         };
@@ -111,7 +118,7 @@ impl Live {
         let store_sets = w.store.as_ref().map(|s| s.sets().clone());
         let new_model = model.clone();
         let built = tokio::task::spawn_blocking(move || {
-            build(&this.cfg, &new_model, this.embedder.clone(), &file_entries, store_sets.as_ref(), version)
+            build(&this.cfg, &new_model, &this.deriver, &file_entries, store_sets.as_ref(), version)
         })
         .await
         .map_err(|e| ChangeError::Failed(format!("snapshot build aborted: {e}")))?
@@ -142,20 +149,27 @@ impl Live {
         if w.file_entries.iter().any(|e| e.set == m.set()) {
             return Err(ChangeError::FileManaged(m.set().to_string()));
         }
-        let mut next = store.sets().clone();
-        super::store::apply(&mut next, &m).map_err(|e| ChangeError::Invalid(format!("{e:#}")))?;
+        let sets = store.sets().clone();
+        super::store::apply(&mut sets.clone(), &m).map_err(|e| ChangeError::Invalid(format!("{e:#}")))?;
         let started = Instant::now();
         let version = w.version + 1;
         let this = self.clone();
         let model = self.model();
         let file_entries = w.file_entries.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            build(&this.cfg, &model, this.embedder.clone(), &file_entries, Some(&next), version)
+        let built = tokio::task::spawn_blocking(move || -> Result<(Mutation, Guard)> {
+            let m = match this.store_mode {
+                StoreMode::Text => m,
+                StoreMode::Fingerprints => m.seal(|e| this.deriver.seal(e, &model))?,
+            };
+            let mut next = sets;
+            super::store::apply(&mut next, &m)?;
+            let guard = build(&this.cfg, &model, &this.deriver, &file_entries, Some(&next), version)?;
+            Ok((m, guard))
         })
         .await
         .map_err(|e| ChangeError::Failed(format!("snapshot build aborted: {e}")))?;
-        let guard = match built {
-            Ok(g) => g,
+        let (m, guard) = match built {
+            Ok(built) => built,
             Err(e) => {
                 let msg = format!("building the new snapshot failed: {e:#}");
                 self.record(started, Some(msg.clone()));
@@ -187,8 +201,7 @@ impl Live {
         let store_sets = w.store.as_ref().map(|s| s.sets().clone());
         let result = tokio::task::spawn_blocking(move || -> Result<(Vec<Entry>, Guard)> {
             let entries = super::load(&path)?;
-            let guard =
-                build(&this.cfg, &model, this.embedder.clone(), &entries, store_sets.as_ref(), version)?;
+            let guard = build(&this.cfg, &model, &this.deriver, &entries, store_sets.as_ref(), version)?;
             Ok((entries, guard))
         })
         .await?;
@@ -279,7 +292,7 @@ impl SetSummary {
 fn build(
     cfg: &GuardConfig,
     model: &Model,
-    embedder: Option<Arc<Embedder>>,
+    deriver: &Deriver,
     file_entries: &[Entry],
     store: Option<&super::store::Sets>,
     version: u64,
@@ -298,5 +311,5 @@ fn build(
             entries.extend(set.entries.values().cloned());
         }
     }
-    Guard::build(&entries, &cfg, Some(model), embedder, version)
+    Guard::build_with(&entries, &cfg, Some(model), deriver, version)
 }

@@ -28,8 +28,12 @@ pub struct Entry {
     pub set: String,
     pub kind: Kind,
     pub text: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Set (and `text` empty) when the fingerprint-only store keeps the entry: what the
+    /// indexes need of the text, without the text.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::guard::derive::shared")]
+    pub fingerprints: Option<std::sync::Arc<crate::guard::derive::Fingerprints>>,
 }
 
 const MAX_ID_LEN: usize = 256;
@@ -41,6 +45,12 @@ impl Entry {
             bail!("`id` must be 1 to {MAX_ID_LEN} bytes");
         }
         valid_set_name(&self.set)?;
+        if self.fingerprints.is_some() {
+            if !self.text.is_empty() || !self.aliases.is_empty() {
+                bail!("entry {:?}: an entry with `fingerprints` has no `text` or `aliases`", self.id);
+            }
+            return Ok(());
+        }
         if super::guard::normalize::words(&self.text).is_empty() {
             bail!("entry {:?}: `text` has no words", self.id);
         }

@@ -22,6 +22,19 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// The mutation with each of its entries replaced by `seal(entry)` (the fingerprint-only
+    /// store's form).
+    pub fn seal(self, seal: impl Fn(&Entry) -> Result<Entry>) -> Result<Self> {
+        let all = |entries: Vec<Entry>| entries.iter().map(&seal).collect::<Result<Vec<_>>>();
+        Ok(match self {
+            Mutation::PutSet { set, policy, entries } => {
+                Mutation::PutSet { set, policy, entries: all(entries)? }
+            }
+            Mutation::AddEntries { set, entries } => Mutation::AddEntries { set, entries: all(entries)? },
+            other => other,
+        })
+    }
+
     pub fn set(&self) -> &str {
         match self {
             Mutation::PutSet { set, .. }
@@ -191,6 +204,7 @@ mod tests {
             kind: Kind::Term,
             text: format!("secret term {id}"),
             aliases: vec![],
+            fingerprints: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! [`stream::StreamGuard`] checks a generation as it is produced and decides what may be
 //! released to the client.
 pub mod audit;
+pub mod derive;
 pub mod ngram;
 pub mod normalize;
 pub mod semantic;
@@ -15,6 +16,7 @@ use crate::forget::{Entry, Kind};
 use crate::model::Model;
 use crate::proto;
 use anyhow::Result;
+use derive::Deriver;
 use ngram::{NgramIndex, NgramParams};
 use semantic::{Embedder, SemanticIndex, SemanticParams};
 use serde::{Deserialize, Serialize};
@@ -107,6 +109,7 @@ struct EntryMeta {
 struct SetMeta {
     name: String,
     policy: SetPolicy,
+    stats: SetStats,
 }
 
 pub struct Guard {
@@ -123,12 +126,19 @@ pub struct Guard {
     params: SemanticParams,
 }
 
-/// Sizes of one set's indexes, for status and metrics.
+/// Sizes of one set's part of the indexes, for status and metrics. Fingerprints are counted
+/// per entry (one shared by two entries counts twice); the snapshot totals count distinct ones.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SetStats {
     pub entries: usize,
     pub documents: usize,
     pub terms: usize,
+    pub ngram_fingerprints: usize,
+    pub term_fingerprints: usize,
+    pub token_prefixes: usize,
+    pub semantic_vectors: usize,
+    /// Approximate memory of this set's share of the indexes.
+    pub index_bytes: usize,
 }
 
 impl Guard {
@@ -146,67 +156,77 @@ impl Guard {
         embedder: Option<Arc<Embedder>>,
         version: u64,
     ) -> Result<Self> {
+        Self::build_with(entries, cfg, model, &Deriver::new(cfg, embedder), version)
+    }
+
+    /// As [`Guard::build`], deriving fingerprints with `deriver` (whose cache makes a rebuild
+    /// after a small change derive and embed only the new entries).
+    pub fn build_with(
+        entries: &[Entry],
+        cfg: &GuardConfig,
+        model: Option<&Model>,
+        deriver: &Deriver,
+        version: u64,
+    ) -> Result<Self> {
         let mut set_ids: HashMap<&str, u32> = HashMap::new();
         let mut sets = Vec::new();
         let mut metas = Vec::with_capacity(entries.len());
-        let mut doc_words: Vec<(u32, normalize::Words, &Entry)> = Vec::new();
-        let mut term_words: Vec<(u32, Vec<String>)> = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
+        for e in entries {
             let set = *set_ids.entry(e.set.as_str()).or_insert_with(|| {
                 sets.push(SetMeta {
                     name: e.set.clone(),
                     policy: cfg.sets.get(&e.set).cloned().unwrap_or_else(|| cfg.default_policy.clone()),
+                    stats: SetStats::default(),
                 });
                 (sets.len() - 1) as u32
             });
             metas.push(EntryMeta { id: e.id.clone(), set });
-            let i = i as u32;
-            match e.kind {
-                Kind::Document => doc_words.push((i, normalize::words(&e.text), e)),
-                Kind::Term => {
-                    for t in std::iter::once(&e.text).chain(&e.aliases) {
-                        term_words.push((i, normalize::words(t).words));
-                    }
-                }
-            }
         }
-        let ngrams = NgramIndex::build(cfg.ngram, doc_words.iter().map(|(i, w, _)| (*i, w.words.as_slice())));
-        let terms = TermIndex::build(term_words.iter().map(|(i, w)| (*i, w.as_slice())));
+        let masked: Vec<bool> = entries
+            .iter()
+            .zip(&metas)
+            .map(|(e, m)| e.kind == Kind::Document && sets[m.set as usize].policy.action == Action::Mask)
+            .collect();
+        let masked = |i: usize| masked[i];
+        let refs: Vec<&Entry> = entries.iter().collect();
+        let derived = deriver.derive_all(&refs, model, masked)?;
 
-        let masked: Vec<Vec<u32>> = match model {
-            Some(model) => doc_words
+        let ngrams =
+            NgramIndex::build(cfg.ngram, derived.iter().enumerate().map(|(i, f)| (i as u32, &f.ngrams[..])));
+        let terms = TermIndex::build(derived.iter().enumerate().map(|(i, f)| (i as u32, &f.terms[..])));
+        let token_grams: Vec<&[(u64, u32)]> = (0..entries.len())
+            .filter(|&i| model.is_some() && masked(i))
+            .filter_map(|i| derived[i].tokens.as_ref().map(|t| t.grams.as_slice()))
+            .collect();
+        let tokens = (!token_grams.is_empty()).then(|| {
+            TokenIndex::build(cfg.token_ngram, cfg.ngram.bloom_fp_rate, token_grams.into_iter().flatten())
+        });
+        let semantic = deriver.embedder().map(|embedder| {
+            let embeddings = derived
                 .iter()
-                .filter(|(i, _, _)| sets[metas[*i as usize].set as usize].policy.action == Action::Mask)
-                .map(|(_, _, e)| model.encode(&e.text))
-                .collect::<Result<_>>()?,
-            None => Vec::new(),
-        };
-        let tokens = (!masked.is_empty()).then(|| {
-            TokenIndex::build(cfg.token_ngram, cfg.ngram.bloom_fp_rate, masked.iter().map(Vec::as_slice))
+                .enumerate()
+                .flat_map(|(i, f)| f.vectors.iter().map(move |v| (i as u32, v.clone())))
+                .collect();
+            (embedder.clone(), SemanticIndex::build(embeddings))
         });
 
-        let semantic = match embedder {
-            Some(embedder) => {
-                let p = cfg.semantic;
-                let mut windows: Vec<(u32, &str)> = Vec::new();
-                for (i, words, e) in &doc_words {
-                    let spans = &words.spans;
-                    for w in semantic::windows(words.len(), p.window_words, p.stride_words) {
-                        windows.push((*i, &e.text[spans[w.start].start..spans[w.end - 1].end]));
-                    }
-                    if words.len() > p.window_words {
-                        for r in semantic::sentences(&e.text, p.stride_words / 2) {
-                            windows.push((*i, &e.text[r]));
-                        }
-                    }
-                }
-                let texts: Vec<&str> = windows.iter().map(|(_, t)| *t).collect();
-                let vectors = embedder.embed_documents(&texts)?;
-                let embeddings = windows.iter().map(|(i, _)| *i).zip(vectors).collect();
-                Some((embedder, SemanticIndex::build(embeddings)))
+        for (i, (e, f)) in entries.iter().zip(&derived).enumerate() {
+            let s = &mut sets[metas[i].set as usize].stats;
+            s.entries += 1;
+            match e.kind {
+                Kind::Document => s.documents += 1,
+                Kind::Term => s.terms += 1,
             }
-            None => None,
-        };
+            s.ngram_fingerprints += f.ngrams.len();
+            s.term_fingerprints += f.terms.len();
+            s.token_prefixes += if masked(i) { f.tokens.as_ref().map_or(0, |t| t.grams.len()) } else { 0 };
+            s.semantic_vectors += if semantic.is_some() { f.vectors.len() } else { 0 };
+        }
+        let dim = semantic.as_ref().map_or(0, |(e, _)| e.dim);
+        let bloom_bits_per_key = bloom_bits_per_key(cfg.ngram.bloom_fp_rate);
+        for s in &mut sets {
+            s.stats.index_bytes = estimate_bytes(&s.stats, dim, bloom_bits_per_key);
+        }
         Ok(Self {
             version,
             content_hash: content_hash(entries, &sets),
@@ -389,13 +409,9 @@ impl Guard {
         }
     }
 
-    /// Entries, documents and terms per set name.
+    /// Index sizes per set name.
     pub fn stats(&self) -> BTreeMap<String, SetStats> {
-        let mut out: BTreeMap<String, SetStats> = BTreeMap::new();
-        for e in &self.entries {
-            out.entry(self.sets[e.set as usize].name.clone()).or_default().entries += 1;
-        }
-        out
+        self.sets.iter().map(|s| (s.name.clone(), s.stats.clone())).collect()
     }
 
     /// Approximate memory of the indexes in bytes: filters, fingerprint maps (key, entry list
@@ -405,8 +421,8 @@ impl Guard {
         let dim = self.semantic.as_ref().map_or(0, |(e, _)| e.dim);
         self.ngrams.bloom_bytes()
             + self.tokens.as_ref().map_or(0, TokenIndex::bloom_bytes)
-            + (ngrams + terms + prefixes) * 48
-            + vectors * (dim * 4 + 16 * 8 + 64)
+            + (ngrams + terms + prefixes) * MAP_BYTES_PER_KEY
+            + vectors * vector_bytes(dim)
     }
 
     /// Fingerprint counts: word n-grams, terms (with aliases), token prefixes, semantic windows.
@@ -418,6 +434,26 @@ impl Guard {
             self.semantic.as_ref().map_or(0, |(_, s)| s.len()),
         )
     }
+}
+
+/// Bytes per key of a fingerprint map: key, entry list and hash-table overhead.
+const MAP_BYTES_PER_KEY: usize = 48;
+
+/// Bytes per indexed vector: the embedding, 16 HNSW links and bookkeeping.
+fn vector_bytes(dim: usize) -> usize {
+    dim * 4 + 16 * 8 + 64
+}
+
+/// Bits per key of a Bloom filter sized for `fp_rate`.
+fn bloom_bits_per_key(fp_rate: f64) -> f64 {
+    -fp_rate.ln() / std::f64::consts::LN_2.powi(2)
+}
+
+fn estimate_bytes(s: &SetStats, dim: usize, bloom_bits_per_key: f64) -> usize {
+    let keys = s.ngram_fingerprints + s.token_prefixes;
+    (keys as f64 * bloom_bits_per_key / 8.0) as usize
+        + (keys + s.term_fingerprints) * MAP_BYTES_PER_KEY
+        + s.semantic_vectors * vector_bytes(dim)
 }
 
 /// xxh3-128 over the entries in a canonical order and the policies of their sets, so replicas

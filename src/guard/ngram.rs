@@ -80,12 +80,13 @@ pub struct NgramMatch {
 }
 
 impl NgramIndex {
-    /// `docs`: (entry index, normalized words) of every document.
-    pub fn build<'a>(params: NgramParams, docs: impl IntoIterator<Item = (u32, &'a [String])>) -> Self {
+    /// `docs`: (entry index, distinct n-gram fingerprints) of every document, entries in
+    /// increasing order.
+    pub fn build<'a>(params: NgramParams, docs: impl IntoIterator<Item = (u32, &'a [u64])>) -> Self {
         let mut exact: HashMap<u64, Vec<u32>> = HashMap::new();
-        for (entry, words) in docs {
-            for gram in words.windows(params.n) {
-                let ids = exact.entry(fingerprint(gram)).or_default();
+        for (entry, fingerprints) in docs {
+            for &fp in fingerprints {
+                let ids = exact.entry(fp).or_default();
                 if ids.last() != Some(&entry) {
                     ids.push(entry);
                 }
@@ -189,8 +190,9 @@ mod tests {
         including without limitation the rights to use, copy, modify, merge, publish, distribute";
 
     fn index() -> NgramIndex {
-        let w = words(DOC).words;
-        NgramIndex::build(NgramParams::default(), [(0u32, w.as_slice())])
+        let p = NgramParams::default();
+        let fps: Vec<u64> = words(DOC).words.windows(p.n).map(fingerprint).collect();
+        NgramIndex::build(p, [(0u32, fps.as_slice())])
     }
 
     #[test]

@@ -35,9 +35,9 @@ pub struct Embedder {
     model: BertModel,
     tokenizer: Tokenizer,
     pub dim: usize,
-    /// Embeddings of forget-document windows by text fingerprint, so that rebuilding a snapshot
-    /// after a small change embeds only the new windows.
-    cache: std::sync::Mutex<std::collections::HashMap<u64, Vec<f32>>>,
+    /// Identity of the weights and tokenizer (xxh3-64 of the files): embeddings made by
+    /// another embedder are not comparable.
+    pub id: String,
 }
 
 /// MiniLM was trained on sequences up to 256 tokens; longer input is truncated.
@@ -48,9 +48,9 @@ impl Embedder {
         let read = |name: &str| {
             std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
         };
-        let config: BertConfig =
-            serde_json::from_slice(&read("config.json")?).context("embedder config.json")?;
-        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+        let (config_bytes, tokenizer_bytes) = (read("config.json")?, read("tokenizer.json")?);
+        let config: BertConfig = serde_json::from_slice(&config_bytes).context("embedder config.json")?;
+        let mut tokenizer = Tokenizer::from_bytes(&tokenizer_bytes)
             .map_err(|e| anyhow::anyhow!("embedder tokenizer.json: {e}"))?;
         // The shipped tokenizer pads every input to 128 tokens; pad to the longest in a batch.
         tokenizer.with_padding(Some(PaddingParams {
@@ -64,7 +64,12 @@ impl Embedder {
         // SAFETY: the file is mapped read-only and not modified while the embedder lives.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)? };
         let model = BertModel::load(vb, &config).context("loading the embedder weights")?;
-        Ok(Self { model, tokenizer, dim: config.hidden_size, cache: Default::default() })
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for bytes in [config_bytes, tokenizer_bytes, read("model.safetensors")?] {
+            h.update(&bytes);
+        }
+        let id = format!("{}-{:016x}", dir.file_name().unwrap_or_default().to_string_lossy(), h.digest());
+        Ok(Self { model, tokenizer, dim: config.hidden_size, id })
     }
 
     /// Unit-length embeddings of `texts`, computed in one batch.
@@ -94,27 +99,6 @@ impl Embedder {
         let mean = summed.broadcast_div(&counts)?;
         let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
         Ok(mean.broadcast_div(&norm)?.to_vec2()?)
-    }
-}
-
-impl Embedder {
-    /// Embeddings of forget-document windows, from the cache where possible. The cache then
-    /// keeps exactly these windows (a removed document's windows are dropped).
-    pub fn embed_documents(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let mut cache = self.cache.lock().expect("embedding cache lock");
-        let keys: Vec<u64> = texts.iter().map(|t| xxhash_rust::xxh3::xxh3_64(t.as_bytes())).collect();
-        let mut missing: Vec<usize> = (0..texts.len()).filter(|&i| !cache.contains_key(&keys[i])).collect();
-        missing.dedup_by_key(|i| keys[*i]);
-        for chunk in missing.chunks(32) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            for (&i, v) in chunk.iter().zip(self.embed(&batch)?) {
-                cache.insert(keys[i], v);
-            }
-        }
-        let out: Vec<Vec<f32>> = keys.iter().map(|k| cache[k].clone()).collect();
-        let used: std::collections::HashSet<u64> = keys.into_iter().collect();
-        cache.retain(|k, _| used.contains(k));
-        Ok(out)
     }
 }
 

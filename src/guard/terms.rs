@@ -11,18 +11,17 @@ pub struct TermIndex {
 }
 
 impl TermIndex {
-    /// `terms`: (entry index, normalized words of the text or of one alias).
-    pub fn build<'a>(terms: impl IntoIterator<Item = (u32, &'a [String])>) -> Self {
+    /// `terms`: (entry index, (fingerprint, length in words) of its text and of each alias).
+    pub fn build<'a>(terms: impl IntoIterator<Item = (u32, &'a [(u64, u32)])>) -> Self {
         let mut lengths = BTreeSet::new();
         let mut exact: HashMap<u64, Vec<u32>> = HashMap::new();
-        for (entry, words) in terms {
-            if words.is_empty() {
-                continue;
-            }
-            lengths.insert(words.len());
-            let ids = exact.entry(fingerprint(words)).or_default();
-            if !ids.contains(&entry) {
-                ids.push(entry);
+        for (entry, fingerprints) in terms {
+            for &(fp, len) in fingerprints {
+                lengths.insert(len as usize);
+                let ids = exact.entry(fp).or_default();
+                if !ids.contains(&entry) {
+                    ids.push(entry);
+                }
             }
         }
         Self { lengths, exact }
@@ -59,9 +58,12 @@ mod tests {
 
     #[test]
     fn terms_and_aliases_match_whole_words_only() {
-        let name = words("Jane Q. Public").words;
-        let email = words("jane.public@example.org").words;
-        let idx = TermIndex::build([(0u32, name.as_slice()), (0, email.as_slice())]);
+        let term = |t: &str| {
+            let w = words(t).words;
+            (fingerprint(&w), w.len() as u32)
+        };
+        let fps = [term("Jane Q. Public"), term("jane.public@example.org")];
+        let idx = TermIndex::build([(0u32, fps.as_slice())]);
         let find = |text: &str| {
             let w = words(text).words;
             (1..=w.len()).flat_map(|end| idx.ending_at(&w, end)).collect::<Vec<_>>()

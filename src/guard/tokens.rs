@@ -17,16 +17,15 @@ pub struct TokenIndex {
 }
 
 impl TokenIndex {
-    /// `docs`: the token ids of every forget document of a `mask` set.
-    pub fn build<'a>(n: usize, fp_rate: f64, docs: impl IntoIterator<Item = &'a [u32]>) -> Self {
+    /// `grams`: (fingerprint of the n-1 token prefix, completing token) of every token
+    /// n-gram of the forget documents of `mask` sets.
+    pub fn build<'a>(n: usize, fp_rate: f64, grams: impl IntoIterator<Item = &'a (u64, u32)>) -> Self {
         assert!(n >= 2, "a token n-gram needs a prefix");
         let mut next: HashMap<u64, Vec<u32>> = HashMap::new();
-        for tokens in docs {
-            for gram in tokens.windows(n) {
-                let list = next.entry(fingerprint_tokens(&gram[..n - 1])).or_default();
-                if !list.contains(&gram[n - 1]) {
-                    list.push(gram[n - 1]);
-                }
+        for &(prefix, token) in grams {
+            let list = next.entry(prefix).or_default();
+            if !list.contains(&token) {
+                list.push(token);
             }
         }
         let bloom = bloom_over(next.keys(), next.len(), fp_rate, &BLOOM_SEED);
@@ -69,7 +68,9 @@ mod tests {
 
     #[test]
     fn only_the_completing_token_is_forbidden() {
-        let idx = TokenIndex::build(3, 1e-4, [[1u32, 2, 3, 4, 5].as_slice()]);
+        let grams: Vec<(u64, u32)> =
+            [1u32, 2, 3, 4, 5].windows(3).map(|g| (fingerprint_tokens(&g[..2]), g[2])).collect();
+        let idx = TokenIndex::build(3, 1e-4, &grams);
         assert_eq!(idx.forbidden(&[9, 1, 2]), &[3]);
         assert_eq!(idx.forbidden(&[2, 3]), &[4]);
         assert!(idx.forbidden(&[2, 1]).is_empty());

@@ -51,6 +51,9 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     pub parameters: u64,
     pub sha256: String,
+    /// xxh3-64 of the serialized tokenizer: token fingerprints fit only the same tokenizer
+    /// (a fine-tuned or unlearned model keeps its base model's).
+    pub tokenizer_id: String,
 }
 
 pub struct Model {
@@ -74,6 +77,10 @@ impl Model {
             bail!("{}: architecture {architecture:?} is not supported (llama family only)", path.display());
         }
         let tokenizer = tokenizer::from_gguf(&content)?;
+        let tokenizer_id = match tokenizer.to_string(false) {
+            Ok(json) => format!("{:016x}", xxhash_rust::xxh3::xxh3_64(json.as_bytes())),
+            Err(e) => bail!("{}: the tokenizer cannot be serialized: {e}", path.display()),
+        };
         let vocab_size = tokenizer.get_vocab_size(true);
         let token = |key: &str| {
             tokenizer::metadata_u32(&content, key)
@@ -136,6 +143,7 @@ impl Model {
                 vocab_size,
                 parameters,
                 sha256,
+                tokenizer_id,
             },
         })
     }

@@ -2,7 +2,7 @@
 use crate::forget::live::{ChangeError, Live, SetSummary};
 use crate::forget::store::Mutation;
 use crate::forget::{Entry, Kind};
-use crate::guard::{Action, SetPolicy};
+use crate::guard::{Action, SetPolicy, SetStats};
 use crate::proto::forget_admin_server::ForgetAdmin;
 use crate::proto::{self, *};
 use std::sync::Arc;
@@ -77,12 +77,14 @@ impl ForgetAdmin for AdminService {
 
     async fn list_sets(&self, _: Request<ListSetsRequest>) -> Result<Response<ListSetsResponse>, Status> {
         let (_, sets) = self.live.sets().await;
-        Ok(Response::new(ListSetsResponse { sets: sets.iter().map(set_info).collect() }))
+        let stats = self.live.current().stats();
+        Ok(Response::new(ListSetsResponse { sets: sets.iter().map(|s| set_info(s, &stats)).collect() }))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let (store_sequence, sets) = self.live.sets().await;
         let guard = self.live.current();
+        let stats = guard.stats();
         let (ngrams, terms, prefixes, vectors) = guard.index_sizes();
         let status = self.live.status();
         let unix_ms = |t: std::time::SystemTime| {
@@ -91,7 +93,7 @@ impl ForgetAdmin for AdminService {
         Ok(Response::new(StatusResponse {
             snapshot_version: guard.version,
             store_sequence,
-            sets: sets.iter().map(set_info).collect(),
+            sets: sets.iter().map(|s| set_info(s, &stats)).collect(),
             ngram_fingerprints: ngrams as u64,
             term_fingerprints: terms as u64,
             token_prefixes: prefixes as u64,
@@ -149,7 +151,14 @@ fn entries(set: &str, entries: Vec<ForgetEntry>) -> Result<Vec<Entry>, Status> {
                     )))
                 }
             };
-            Ok(Entry { id: e.id, set: set.to_string(), kind, text: e.text, aliases: e.aliases })
+            Ok(Entry {
+                id: e.id,
+                set: set.to_string(),
+                kind,
+                text: e.text,
+                aliases: e.aliases,
+                fingerprints: None,
+            })
         })
         .collect()
 }
@@ -173,7 +182,8 @@ fn policy(p: proto::SetPolicy) -> Result<SetPolicy, Status> {
     })
 }
 
-fn set_info(s: &SetSummary) -> SetInfo {
+fn set_info(s: &SetSummary, stats: &std::collections::BTreeMap<String, SetStats>) -> SetInfo {
+    let index = stats.get(&s.name).cloned().unwrap_or_default();
     let action = match s.policy.action {
         Action::Block => proto::Action::Block,
         Action::Mask => proto::Action::Mask,
@@ -191,6 +201,11 @@ fn set_info(s: &SetSummary) -> SetInfo {
         entries: s.entries as u32,
         documents: s.documents as u32,
         terms: s.terms as u32,
+        ngram_fingerprints: index.ngram_fingerprints as u64,
+        term_fingerprints: index.term_fingerprints as u64,
+        token_prefixes: index.token_prefixes as u64,
+        semantic_vectors: index.semantic_vectors as u64,
+        index_bytes: index.index_bytes as u64,
     }
 }
 

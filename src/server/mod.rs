@@ -141,7 +141,7 @@ fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
         })?)),
         None => None,
     };
-    let live = Live::start(cfg.clone(), model, embedder, config.data_dir.as_deref())?;
+    let live = Live::start(cfg.clone(), model, embedder, config.data_dir.as_deref(), config.forget_store)?;
     let guard = live.current();
     let (ngrams, terms, token_prefixes, windows) = guard.index_sizes();
     tracing::info!(

@@ -1,0 +1,350 @@
+//! Derivation: from a forget entry's text to what the indexes need of it — fingerprints of
+//! its normalized word n-grams and terms, token n-grams for decode-time masking, embeddings of
+//! its windows. Indexes are built from these alone, so
+//! - a rebuild after a small change derives only the new entries (the rest come from a cache),
+//! - the durable store can keep these instead of the text (`forget_store = "fingerprints"`).
+//!
+//! A fingerprint is only valid for the parameters it was derived with; `recipe` and `embedder`
+//! name them, and an entry derived with other parameters is refused rather than silently
+//! matched with the wrong ones.
+use super::ngram::{fingerprint, fingerprint_tokens};
+use super::semantic::{self, Embedder};
+use super::{normalize, GuardConfig};
+use crate::forget::{Entry, Kind};
+use crate::model::Model;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Bump when normalization changes: fingerprints derived before no longer match.
+const NORMALIZATION_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fingerprints {
+    /// Normalization version and n-gram length the fingerprints were derived with.
+    pub recipe: String,
+    /// Distinct word n-gram fingerprints (documents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ngrams: Vec<u64>,
+    /// (fingerprint, length in words) of the term and each alias (terms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<(u64, u32)>,
+    /// Embedder and windowing the vectors come from; unset: no vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<String>,
+    /// Unit-length window embeddings, little-endian f32, base64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "vectors_b64")]
+    pub vectors: Vec<Vec<f32>>,
+    /// Token n-grams for decode-time masking, for the tokenizer they were derived with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenGrams>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenGrams {
+    pub tokenizer: String,
+    /// (fingerprint of the n-1 token prefix, the token that completes the n-gram).
+    pub grams: Vec<(u64, u32)>,
+}
+
+/// Derives fingerprints for one configuration, embedder and model, with a cache of those
+/// already derived (keyed by the entry's content), so unchanged entries cost nothing.
+pub struct Deriver {
+    recipe: String,
+    n: usize,
+    token_ngram: usize,
+    window_words: usize,
+    stride_words: usize,
+    embedder: Option<(Arc<Embedder>, String)>,
+    cache: Mutex<HashMap<u64, Arc<Fingerprints>>>,
+}
+
+impl Deriver {
+    pub fn new(cfg: &GuardConfig, embedder: Option<Arc<Embedder>>) -> Self {
+        let p = cfg.semantic;
+        let embedder = embedder.map(|e| {
+            let name = format!("{};w{}s{}", e.id, p.window_words, p.stride_words);
+            (e, name)
+        });
+        Self {
+            recipe: format!("norm{NORMALIZATION_VERSION};n{}", cfg.ngram.n),
+            n: cfg.ngram.n,
+            token_ngram: cfg.token_ngram,
+            window_words: p.window_words,
+            stride_words: p.stride_words,
+            embedder,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn embedder(&self) -> Option<&Arc<Embedder>> {
+        self.embedder.as_ref().map(|(e, _)| e)
+    }
+
+    /// Fingerprints of `entries`; `tokens_for(i)`: derive token n-grams for entry i (documents
+    /// of `mask` sets). Entries stored as fingerprints are checked against this deriver's
+    /// parameters. The cache keeps exactly these entries afterwards.
+    pub fn derive_all(
+        &self,
+        entries: &[&Entry],
+        model: Option<&Model>,
+        tokens_for: impl Fn(usize) -> bool,
+    ) -> Result<Vec<Arc<Fingerprints>>> {
+        let mut cache = self.cache.lock().expect("derivation cache lock");
+        let mut out: Vec<Option<Arc<Fingerprints>>> = vec![None; entries.len()];
+        let mut keys: Vec<Option<u64>> = vec![None; entries.len()];
+        // Derive what is neither stored as fingerprints nor cached; embed the windows of all
+        // new documents in batches.
+        let mut derived: Vec<(usize, Fingerprints, Vec<String>)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let model = model.filter(|_| tokens_for(i));
+            if let Some(stored) = &e.fingerprints {
+                self.check_stored(e, stored, model)?;
+                out[i] = Some(match &self.embedder {
+                    Some(_) => stored.clone(),
+                    None => Arc::new(Fingerprints { vectors: Vec::new(), ..(**stored).clone() }),
+                });
+                continue;
+            }
+            let key = cache_key(e, model.map(|m| self.tokenizer_key(m)).as_deref());
+            keys[i] = Some(key);
+            match cache.get(&key) {
+                Some(fp) => out[i] = Some(fp.clone()),
+                None => {
+                    let (fp, windows) = self.derive_text(e, model)?;
+                    derived.push((i, fp, windows));
+                }
+            }
+        }
+        if let Some((embedder, _)) = &self.embedder {
+            let texts: Vec<&str> =
+                derived.iter().flat_map(|(_, _, w)| w.iter().map(String::as_str)).collect();
+            let mut vectors = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(32) {
+                vectors.extend(embedder.embed(chunk)?);
+            }
+            let mut vectors = vectors.into_iter();
+            for (_, fp, windows) in &mut derived {
+                fp.vectors = vectors.by_ref().take(windows.len()).collect();
+            }
+        }
+        for (i, fp, _) in derived {
+            let fp = Arc::new(fp);
+            cache.insert(keys[i].expect("derived entries have keys"), fp.clone());
+            out[i] = Some(fp);
+        }
+        let used: HashSet<u64> = keys.into_iter().flatten().collect();
+        cache.retain(|k, _| used.contains(k));
+        Ok(out.into_iter().map(|f| f.expect("every entry derived")).collect())
+    }
+
+    /// The entry as the fingerprint-only store keeps it: no text, no aliases, fingerprints
+    /// (token n-grams of documents included, so a set can later be switched to `mask`).
+    pub fn seal(&self, entry: &Entry, model: &Model) -> Result<Entry> {
+        if entry.fingerprints.is_some() {
+            return Ok(entry.clone());
+        }
+        let mask = entry.kind == Kind::Document;
+        let fp = self.derive_all(&[entry], Some(model), |_| mask)?.remove(0);
+        Ok(Entry {
+            id: entry.id.clone(),
+            set: entry.set.clone(),
+            kind: entry.kind,
+            text: String::new(),
+            aliases: Vec::new(),
+            fingerprints: Some(fp),
+        })
+    }
+
+    /// Fingerprints of one entry's text without its vectors, and the window texts to embed.
+    fn derive_text(&self, e: &Entry, model: Option<&Model>) -> Result<(Fingerprints, Vec<String>)> {
+        let mut fp = Fingerprints {
+            recipe: self.recipe.clone(),
+            ngrams: Vec::new(),
+            terms: Vec::new(),
+            embedder: None,
+            vectors: Vec::new(),
+            tokens: None,
+        };
+        let mut windows = Vec::new();
+        match e.kind {
+            Kind::Document => {
+                let words = normalize::words(&e.text);
+                let mut seen = HashSet::new();
+                fp.ngrams =
+                    words.words.windows(self.n).map(fingerprint).filter(|f| seen.insert(*f)).collect();
+                if let Some((_, name)) = &self.embedder {
+                    fp.embedder = Some(name.clone());
+                    let spans = &words.spans;
+                    for w in semantic::windows(words.len(), self.window_words, self.stride_words) {
+                        windows.push(e.text[spans[w.start].start..spans[w.end - 1].end].to_string());
+                    }
+                    if words.len() > self.window_words {
+                        for r in semantic::sentences(&e.text, self.stride_words / 2) {
+                            windows.push(e.text[r].to_string());
+                        }
+                    }
+                }
+                if let Some(model) = model {
+                    let ids = model.encode(&e.text)?;
+                    let n = self.token_ngram;
+                    let mut seen = HashSet::new();
+                    let grams = ids
+                        .windows(n)
+                        .map(|g| (fingerprint_tokens(&g[..n - 1]), g[n - 1]))
+                        .filter(|g| seen.insert(*g))
+                        .collect();
+                    fp.tokens = Some(TokenGrams { tokenizer: self.tokenizer_key(model), grams });
+                }
+            }
+            Kind::Term => {
+                for t in std::iter::once(&e.text).chain(&e.aliases) {
+                    let w = normalize::words(t).words;
+                    let term = (fingerprint(&w), w.len() as u32);
+                    if !w.is_empty() && !fp.terms.contains(&term) {
+                        fp.terms.push(term);
+                    }
+                }
+            }
+        }
+        Ok((fp, windows))
+    }
+
+    /// An entry stored as fingerprints cannot be derived again: refuse parameters it does
+    /// not fit, naming the entry (never its content) and the way out.
+    fn check_stored(&self, e: &Entry, fp: &Fingerprints, model: Option<&Model>) -> Result<()> {
+        let refuse = |what: &str, stored: &str, now: &str| {
+            anyhow::anyhow!(
+                "entry {:?} of set {:?} is stored as fingerprints derived with {what} {stored:?}, but this \
+                 server derives with {now:?}; fingerprints cannot be derived again: restore the previous \
+                 configuration or add the entry again from its text",
+                e.id,
+                e.set
+            )
+        };
+        if fp.recipe != self.recipe {
+            return Err(refuse("n-gram recipe", &fp.recipe, &self.recipe));
+        }
+        if let Some((_, name)) = &self.embedder {
+            if e.kind == Kind::Document && fp.embedder.as_deref() != Some(name) {
+                return Err(refuse("embedder", fp.embedder.as_deref().unwrap_or("none"), name));
+            }
+        }
+        if let Some(model) = model {
+            let stored = fp.tokens.as_ref().map_or("none", |t| t.tokenizer.as_str());
+            let now = self.tokenizer_key(model);
+            if e.kind == Kind::Document && stored != now {
+                return Err(refuse("tokenizer", stored, &now));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Deriver {
+    /// The model's tokenizer and the token n-gram length: token fingerprints fit only these.
+    fn tokenizer_key(&self, model: &Model) -> String {
+        format!("{};n{}", model.info.tokenizer_id, self.token_ngram)
+    }
+}
+
+/// What the fingerprints of a text entry depend on: kind, text, aliases, tokenizer.
+fn cache_key(e: &Entry, tokenizer: Option<&str>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&[e.kind as u8]);
+    for part in std::iter::once(&e.text).chain(&e.aliases).map(String::as_str).chain(tokenizer) {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.digest()
+}
+
+/// (De)serializes `Option<Arc<Fingerprints>>` (serde's `rc` feature is not enabled).
+pub mod shared {
+    use super::Fingerprints;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(fp: &Option<Arc<Fingerprints>>, s: S) -> Result<S::Ok, S::Error> {
+        fp.as_deref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<Fingerprints>>, D::Error> {
+        Ok(Option::<Fingerprints>::deserialize(d)?.map(Arc::new))
+    }
+}
+
+mod vectors_b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(vectors: &[Vec<f32>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            vectors
+                .iter()
+                .map(|v| STANDARD.encode(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32>>, D::Error> {
+        let encoded: Vec<String> = Vec::deserialize(d)?;
+        encoded
+            .iter()
+            .map(|b| {
+                let bytes = STANDARD.decode(b).map_err(serde::de::Error::custom)?;
+                if bytes.len() % 4 != 0 {
+                    return Err(serde::de::Error::custom("a vector's length is not a multiple of 4 bytes"));
+                }
+                Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_round_trip_through_json_and_hold_no_text() {
+        let entry = Entry {
+            id: "d".into(),
+            set: "s".into(),
+            kind: Kind::Document,
+            text: "Orlan Vesk painted the lighthouse door crimson every spring".into(),
+            aliases: vec![],
+            fingerprints: None,
+        };
+        let deriver = Deriver::new(&GuardConfig { embedder: None, ..Default::default() }, None);
+        let mut fp = (*deriver.derive_all(&[&entry], None, |_| false).unwrap()[0]).clone();
+        assert_eq!(fp.ngrams.len(), 9 - 4 + 1);
+        fp.vectors = vec![vec![0.25, -1.5e-7, f32::MIN_POSITIVE], vec![1.0; 5]];
+        let json = serde_json::to_string(&fp).unwrap();
+        assert!(!json.to_lowercase().contains("lighthouse"), "{json}");
+        assert_eq!(serde_json::from_str::<Fingerprints>(&json).unwrap(), fp);
+    }
+
+    #[test]
+    fn entries_derived_with_other_parameters_are_refused() {
+        let text = Entry {
+            id: "d".into(),
+            set: "s".into(),
+            kind: Kind::Document,
+            text: "one two three four five six".into(),
+            aliases: vec![],
+            fingerprints: None,
+        };
+        let cfg = GuardConfig { embedder: None, ..Default::default() };
+        let fp = Deriver::new(&cfg, None).derive_all(&[&text], None, |_| false).unwrap().remove(0);
+        let sealed = Entry { text: String::new(), fingerprints: Some(fp), ..text };
+        let mut other = cfg.clone();
+        other.ngram.n = 5;
+        let err = Deriver::new(&other, None).derive_all(&[&sealed], None, |_| false).unwrap_err();
+        assert!(format!("{err}").contains("\"d\""), "{err}");
+        assert!(Deriver::new(&cfg, None).derive_all(&[&sealed], None, |_| false).is_ok());
+    }
+}
