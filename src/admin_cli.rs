@@ -16,6 +16,8 @@ pub struct ForgetArgs {
     /// Admin bearer token.
     #[arg(long, env = "LETHE_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    tls: ClientTls,
     #[command(subcommand)]
     command: ForgetCommand,
 }
@@ -57,12 +59,42 @@ enum ForgetCommand {
     },
 }
 
+/// TLS options of a client: the server's CA, and a client certificate for mTLS.
+#[derive(Args, Default)]
+pub struct ClientTls {
+    /// PEM CA that signed the server's certificate (use an https:// address).
+    #[arg(long, env = "LETHE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for mTLS (with --client-key).
+    #[arg(long, env = "LETHE_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM key of --client-cert.
+    #[arg(long, env = "LETHE_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientTls {
+    /// A channel to `addr`, over TLS when the address is https:// or a CA is given.
+    pub async fn connect(&self, addr: &str) -> Result<Channel> {
+        let mut endpoint = Channel::from_shared(addr.to_string())
+            .context("--addr must be a URL such as http://127.0.0.1:50051 or https://lethe.internal:50051")?;
+        if addr.starts_with("https://") || self.ca_cert.is_some() {
+            let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let mut tls = tonic::transport::ClientTlsConfig::new();
+            if let Some(ca) = &self.ca_cert {
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+            }
+            if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+                tls = tls.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            endpoint = endpoint.tls_config(tls).context("the TLS options are not usable")?;
+        }
+        endpoint.connect().await.with_context(|| format!("connecting to {addr}"))
+    }
+}
+
 pub async fn run(args: ForgetArgs) -> Result<()> {
-    let channel = Channel::from_shared(args.addr.clone())
-        .context("--addr must be a URL such as http://127.0.0.1:50051")?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", args.addr))?;
+    let channel = args.tls.connect(&args.addr).await?;
     let token = args.token.clone();
     let mut client = ForgetAdminClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
         if let Some(t) = &token {

@@ -210,21 +210,39 @@ fn set_info(s: &SetSummary, stats: &std::collections::BTreeMap<String, SetStats>
 }
 
 /// Checks `authorization: Bearer <token>` in constant time (admin calls, and inference calls
-/// when an inference token is set). The token is never logged.
+/// when an inference token is set), or, with mTLS, a client certificate that the TLS layer
+/// has verified against the client CA. The token is never logged.
 #[derive(Clone)]
 pub struct BearerAuth {
     token: Option<Arc<Vec<u8>>>,
+    client_certs: bool,
 }
 
 impl BearerAuth {
     /// `None`: no token configured (allowed only on loopback, checked at start-up).
     pub fn new(token: Option<String>) -> Self {
-        Self { token: token.map(|t| Arc::new(t.into_bytes())) }
+        Self { token: token.map(|t| Arc::new(t.into_bytes())), client_certs: false }
+    }
+
+    /// Also accept callers presenting a verified client certificate (mTLS).
+    pub fn accepting_client_certs(self, yes: bool) -> Self {
+        Self { client_certs: yes, ..self }
     }
 }
 
 impl tonic::service::Interceptor for BearerAuth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        if self.client_certs {
+            // rustls has already rejected any certificate the client CA did not sign.
+            if request.peer_certs().is_some_and(|certs| !certs.is_empty()) {
+                return Ok(request);
+            }
+            if self.token.is_none() {
+                return Err(Status::unauthenticated(
+                    "a client certificate signed by the server's client CA is required (mTLS)",
+                ));
+            }
+        }
         let Some(expected) = &self.token else { return Ok(request) };
         let presented = request
             .metadata()
@@ -236,9 +254,11 @@ impl tonic::service::Interceptor for BearerAuth {
         if bool::from(presented.ct_eq(expected.as_slice())) {
             Ok(request)
         } else {
-            Err(Status::unauthenticated(
-                "a valid admin bearer token is required (authorization: Bearer <token>)",
-            ))
+            Err(Status::unauthenticated(if self.client_certs {
+                "a valid bearer token (authorization: Bearer <token>) or client certificate is required"
+            } else {
+                "a valid bearer token is required (authorization: Bearer <token>)"
+            }))
         }
     }
 }

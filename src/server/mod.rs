@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// What every RPC handler shares.
 pub struct State {
@@ -33,7 +34,9 @@ pub async fn serve(config: Config) -> Result<()> {
     let model = tokio::task::spawn_blocking(move || Model::load(&model_path, format))
         .await?
         .with_context(|| format!("loading the model {}", config.model.display()))?;
-    let admin_auth = admin::BearerAuth::new(admin_token(&config)?);
+    let tls = tls_config(&config)?;
+    let admin_auth = admin::BearerAuth::new(admin_token(&config)?)
+        .accepting_client_certs(config.tls_client_ca_file.is_some());
     let model = Arc::new(model);
     let live = {
         let (config, model) = (config.clone(), model.clone());
@@ -81,7 +84,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the gRPC listener to {}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
+    tracing::info!(addr = %listener.local_addr()?, tls = config.tls_cert_file.is_some(), mtls = config.tls_client_ca_file.is_some(), "serving gRPC");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -100,8 +103,9 @@ pub async fn serve(config: Config) -> Result<()> {
             TcpListener::bind(addr).await.with_context(|| format!("binding the admin listener to {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "serving ForgetAdmin");
         let stop = stopped(stop_rx.clone());
+        let mut builder = transport(tls.clone())?;
         tokio::spawn(async move {
-            let served = tonic::transport::Server::builder()
+            let served = builder
                 .add_service(admin)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
                 .await;
@@ -110,7 +114,7 @@ pub async fn serve(config: Config) -> Result<()> {
             }
         });
     }
-    let server = tonic::transport::Server::builder()
+    let server = transport(tls)?
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -157,15 +161,42 @@ fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
     Ok(live)
 }
 
-/// The admin token from LETHE_ADMIN_TOKEN or `admin_token_file`. Without one, ForgetAdmin is
-/// only served on a loopback address.
+/// A transport with TLS when configured.
+fn transport(tls: Option<ServerTlsConfig>) -> Result<tonic::transport::Server> {
+    let builder = tonic::transport::Server::builder();
+    Ok(match tls {
+        Some(tls) => builder.tls_config(tls).context("the TLS configuration is not usable")?,
+        None => builder,
+    })
+}
+
+/// TLS for the gRPC listeners from PEM files; with a client CA, client certificates it signed
+/// are verified (mTLS) and authenticate admin calls. Clients without one may still connect.
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else { return Ok(None) };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("reading the TLS {what} {}", path.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(cert, "certificate (tls_cert_file)")?,
+        read(key, "key (tls_key_file)")?,
+    ));
+    if let Some(ca) = &config.tls_client_ca_file {
+        let ca = read(ca, "client CA (tls_client_ca_file)")?;
+        tls = tls.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(true);
+    }
+    Ok(Some(tls))
+}
+
+/// The admin token from LETHE_ADMIN_TOKEN or `admin_token_file`. Without a token or mTLS,
+/// ForgetAdmin is only served on a loopback address.
 fn admin_token(config: &Config) -> Result<Option<String>> {
     let token = read_token("LETHE_ADMIN_TOKEN", config.admin_token_file.as_deref(), "admin")?;
     let addr = config.admin_listen.unwrap_or(config.listen);
-    if token.is_none() {
+    if token.is_none() && config.tls_client_ca_file.is_none() {
         anyhow::ensure!(
             addr.ip().is_loopback(),
-            "refusing to serve ForgetAdmin on {addr} without an admin token: set LETHE_ADMIN_TOKEN or admin_token_file"
+            "refusing to serve ForgetAdmin on {addr} without a credential: set LETHE_ADMIN_TOKEN or admin_token_file, or tls_client_ca_file for client certificates"
         );
         tracing::warn!(%addr, "ForgetAdmin has no token: any local process can change forget lists");
     }
