@@ -147,6 +147,10 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
                 "token_prefixes": s.token_prefixes,
                 "semantic_vectors": s.semantic_vectors,
                 "index_bytes": s.index_bytes,
+                "index_bytes_by_layer": {
+                    "ngram": s.ngram_index_bytes, "term": s.term_index_bytes,
+                    "token": s.token_index_bytes, "semantic": s.semantic_index_bytes,
+                },
                 "last_reload_unix_ms": s.last_reload_unix_ms,
                 "last_reload_seconds": s.last_reload_seconds,
                 "last_error": s.last_error,

@@ -142,7 +142,11 @@ async fn the_fingerprint_only_store_keeps_no_text_and_still_blocks_after_kill_9(
         .unwrap();
     let copy = format!("As told: {DOC}.");
     assert!(matched(&server, &copy).await && matched(&server, &format!("ask {TERM}")).await);
-    let set = &admin.status(StatusRequest {}).await.unwrap().into_inner().sets[0];
+    let status = admin.status(StatusRequest {}).await.unwrap().into_inner();
+    let layers = [status.ngram_index_bytes, status.term_index_bytes, status.token_index_bytes];
+    assert!(layers[0] > 0 && layers[1] > 0 && status.semantic_index_bytes == 0, "{status:?}");
+    assert_eq!(layers.iter().sum::<u64>(), status.index_bytes);
+    let set = &status.sets[0];
     assert_eq!((set.documents, set.terms), (1, 1));
     assert!(set.ngram_fingerprints >= 20 && set.term_fingerprints == 1 && set.index_bytes > 0, "{set:?}");
     send_signal(server.pid(), "KILL");

@@ -126,6 +126,15 @@ pub struct Guard {
     params: SemanticParams,
 }
 
+/// Approximate memory of each index, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LayerBytes {
+    pub ngram: usize,
+    pub term: usize,
+    pub token: usize,
+    pub semantic: usize,
+}
+
 /// Sizes of one set's part of the indexes, for status and metrics. Fingerprints are counted
 /// per entry (one shared by two entries counts twice); the snapshot totals count distinct ones.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -414,15 +423,23 @@ impl Guard {
         self.sets.iter().map(|s| (s.name.clone(), s.stats.clone())).collect()
     }
 
-    /// Approximate memory of the indexes in bytes: filters, fingerprint maps (key, entry list
-    /// and hash-table overhead), embeddings and the HNSW graph (16 links per vector).
+    /// Approximate memory of the indexes in bytes.
     pub fn index_bytes(&self) -> usize {
+        let b = self.layer_bytes();
+        b.ngram + b.term + b.token + b.semantic
+    }
+
+    /// Approximate memory of each index: Bloom filters, fingerprint maps (key, entry list and
+    /// hash-table overhead), embeddings and the HNSW graph (16 links per vector).
+    pub fn layer_bytes(&self) -> LayerBytes {
         let (ngrams, terms, prefixes, vectors) = self.index_sizes();
         let dim = self.semantic.as_ref().map_or(0, |(e, _)| e.dim);
-        self.ngrams.bloom_bytes()
-            + self.tokens.as_ref().map_or(0, TokenIndex::bloom_bytes)
-            + (ngrams + terms + prefixes) * MAP_BYTES_PER_KEY
-            + vectors * vector_bytes(dim)
+        LayerBytes {
+            ngram: self.ngrams.bloom_bytes() + ngrams * MAP_BYTES_PER_KEY,
+            term: terms * MAP_BYTES_PER_KEY,
+            token: self.tokens.as_ref().map_or(0, TokenIndex::bloom_bytes) + prefixes * MAP_BYTES_PER_KEY,
+            semantic: vectors * vector_bytes(dim),
+        }
     }
 
     /// Fingerprint counts: word n-grams, terms (with aliases), token prefixes, semantic windows.

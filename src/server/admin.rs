@@ -85,6 +85,7 @@ impl ForgetAdmin for AdminService {
         let (store_sequence, sets) = self.live.sets().await;
         let guard = self.live.current();
         let stats = guard.stats();
+        let layers = guard.layer_bytes();
         let (ngrams, terms, prefixes, vectors) = guard.index_sizes();
         let status = self.live.status();
         let unix_ms = |t: std::time::SystemTime| {
@@ -103,6 +104,10 @@ impl ForgetAdmin for AdminService {
             last_reload_seconds: status.seconds,
             last_error: status.error.unwrap_or_default(),
             content_hash: guard.content_hash.clone(),
+            ngram_index_bytes: layers.ngram as u64,
+            term_index_bytes: layers.term as u64,
+            token_index_bytes: layers.token as u64,
+            semantic_index_bytes: layers.semantic as u64,
         }))
     }
 
