@@ -191,7 +191,7 @@ async fn admin_calls_need_the_token() {
     // Without a token, ForgetAdmin refuses a non-loopback address.
     let mut open = Server::spawn(&model, &["--no-semantic", "--admin-listen", "0.0.0.0:1"], &[]);
     assert!(!open.wait_exit(Duration::from_secs(60)).expect("must refuse to start").success());
-    assert!(open.logs().contains("without an admin token"), "{}", open.logs());
+    assert!(open.logs().contains("without a credential"), "{}", open.logs());
 }
 
 #[tokio::test]

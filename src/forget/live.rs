@@ -161,9 +161,27 @@ impl Live {
                 StoreMode::Text => m,
                 StoreMode::Fingerprints => m.seal(|e| this.deriver.seal(e, &model))?,
             };
+            // Entries new to the list only need indexing of their own; anything else (a
+            // replaced or removed entry, a policy change) rebuilds the snapshot whole.
+            let added = match &m {
+                Mutation::AddEntries { set, entries } if only_new(sets.get(set), entries) => {
+                    Some(entries.clone())
+                }
+                _ => None,
+            };
             let mut next = sets;
             super::store::apply(&mut next, &m)?;
-            let guard = build(&this.cfg, &model, &this.deriver, &file_entries, Some(&next), version)?;
+            let cfg = effective_config(&this.cfg, Some(&next));
+            let grown = match added {
+                Some(added) => {
+                    this.current().with_added(&added, &cfg, Some(&model), &this.deriver, version)?
+                }
+                None => None,
+            };
+            let guard = match grown {
+                Some(guard) => guard,
+                None => build(&this.cfg, &model, &this.deriver, &file_entries, Some(&next), version)?,
+            };
             Ok((m, guard))
         })
         .await
@@ -297,7 +315,6 @@ fn build(
     store: Option<&super::store::Sets>,
     version: u64,
 ) -> Result<Guard> {
-    let mut cfg = cfg.clone();
     let mut entries = file_entries.to_vec();
     if let Some(sets) = store {
         let file_sets: BTreeSet<&str> = file_entries.iter().map(|e| e.set.as_str()).collect();
@@ -305,11 +322,25 @@ fn build(
             if file_sets.contains(name.as_str()) {
                 bail!("set {name:?} is both in the forget file and in the store");
             }
-            if let Some(policy) = &set.policy {
-                cfg.sets.insert(name.clone(), policy.clone());
-            }
             entries.extend(set.entries.values().cloned());
         }
     }
-    Guard::build_with(&entries, &cfg, Some(model), deriver, version)
+    Guard::build_with(&entries, &effective_config(cfg, store), Some(model), deriver, version)
+}
+
+/// The guard configuration with the policies of stored sets.
+fn effective_config(cfg: &GuardConfig, store: Option<&super::store::Sets>) -> GuardConfig {
+    let mut cfg = cfg.clone();
+    for (name, set) in store.into_iter().flatten() {
+        if let Some(policy) = &set.policy {
+            cfg.sets.insert(name.clone(), policy.clone());
+        }
+    }
+    cfg
+}
+
+/// Whether `entries` are all new to `set` (and distinct), so adding them changes no entry.
+fn only_new(set: Option<&super::store::StoredSet>, entries: &[Entry]) -> bool {
+    let mut ids = BTreeSet::new();
+    entries.iter().all(|e| ids.insert(&e.id) && set.is_none_or(|s| !s.entries.contains_key(&e.id)))
 }

@@ -86,12 +86,14 @@ impl Deriver {
 
     /// Fingerprints of `entries`; `tokens_for(i)`: derive token n-grams for entry i (documents
     /// of `mask` sets). Entries stored as fingerprints are checked against this deriver's
-    /// parameters. The cache keeps exactly these entries afterwards.
+    /// parameters. `whole_list`: these are all the entries served, and the cache keeps exactly
+    /// these afterwards (otherwise it keeps what it had too).
     pub fn derive_all(
         &self,
         entries: &[&Entry],
         model: Option<&Model>,
         tokens_for: impl Fn(usize) -> bool,
+        whole_list: bool,
     ) -> Result<Vec<Arc<Fingerprints>>> {
         let mut cache = self.cache.lock().expect("derivation cache lock");
         let mut out: Vec<Option<Arc<Fingerprints>>> = vec![None; entries.len()];
@@ -136,8 +138,10 @@ impl Deriver {
             cache.insert(keys[i].expect("derived entries have keys"), fp.clone());
             out[i] = Some(fp);
         }
-        let used: HashSet<u64> = keys.into_iter().flatten().collect();
-        cache.retain(|k, _| used.contains(k));
+        if whole_list {
+            let used: HashSet<u64> = keys.into_iter().flatten().collect();
+            cache.retain(|k, _| used.contains(k));
+        }
         Ok(out.into_iter().map(|f| f.expect("every entry derived")).collect())
     }
 
@@ -148,7 +152,7 @@ impl Deriver {
             return Ok(entry.clone());
         }
         let mask = entry.kind == Kind::Document;
-        let fp = self.derive_all(&[entry], Some(model), |_| mask)?.remove(0);
+        let fp = self.derive_all(&[entry], Some(model), |_| mask, false)?.remove(0);
         Ok(Entry {
             id: entry.id.clone(),
             set: entry.set.clone(),
@@ -320,7 +324,7 @@ mod tests {
             fingerprints: None,
         };
         let deriver = Deriver::new(&GuardConfig { embedder: None, ..Default::default() }, None);
-        let mut fp = (*deriver.derive_all(&[&entry], None, |_| false).unwrap()[0]).clone();
+        let mut fp = (*deriver.derive_all(&[&entry], None, |_| false, true).unwrap()[0]).clone();
         assert_eq!(fp.ngrams.len(), 9 - 4 + 1);
         fp.vectors = vec![vec![0.25, -1.5e-7, f32::MIN_POSITIVE], vec![1.0; 5]];
         let json = serde_json::to_string(&fp).unwrap();
@@ -339,12 +343,12 @@ mod tests {
             fingerprints: None,
         };
         let cfg = GuardConfig { embedder: None, ..Default::default() };
-        let fp = Deriver::new(&cfg, None).derive_all(&[&text], None, |_| false).unwrap().remove(0);
+        let fp = Deriver::new(&cfg, None).derive_all(&[&text], None, |_| false, true).unwrap().remove(0);
         let sealed = Entry { text: String::new(), fingerprints: Some(fp), ..text };
         let mut other = cfg.clone();
         other.ngram.n = 5;
-        let err = Deriver::new(&other, None).derive_all(&[&sealed], None, |_| false).unwrap_err();
+        let err = Deriver::new(&other, None).derive_all(&[&sealed], None, |_| false, true).unwrap_err();
         assert!(format!("{err}").contains("\"d\""), "{err}");
-        assert!(Deriver::new(&cfg, None).derive_all(&[&sealed], None, |_| false).is_ok());
+        assert!(Deriver::new(&cfg, None).derive_all(&[&sealed], None, |_| false, true).is_ok());
     }
 }

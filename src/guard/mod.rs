@@ -101,11 +101,13 @@ pub struct Finding {
     pub span: Range<usize>,
 }
 
+#[derive(Clone)]
 struct EntryMeta {
     id: String,
     set: u32,
 }
 
+#[derive(Clone)]
 struct SetMeta {
     name: String,
     policy: SetPolicy,
@@ -116,11 +118,14 @@ pub struct Guard {
     pub version: u64,
     /// Fingerprint of the content and policies (same list = same hash, on every replica).
     pub content_hash: String,
+    /// Order-independent digest of the entries (wrapping sum of per-entry hashes), so a
+    /// snapshot grown by additions hashes as one built at once.
+    digest: u128,
     sets: Vec<SetMeta>,
     entries: Vec<EntryMeta>,
     ngrams: NgramIndex,
     terms: TermIndex,
-    tokens: Option<TokenIndex>,
+    tokens: Option<Arc<TokenIndex>>,
     semantic: Option<(Arc<Embedder>, SemanticIndex)>,
     hold_back_words: usize,
     params: SemanticParams,
@@ -177,50 +182,116 @@ impl Guard {
         deriver: &Deriver,
         version: u64,
     ) -> Result<Self> {
-        let mut set_ids: HashMap<&str, u32> = HashMap::new();
-        let mut sets = Vec::new();
-        let mut metas = Vec::with_capacity(entries.len());
+        let empty = Self {
+            version,
+            content_hash: String::new(),
+            digest: 0,
+            sets: Vec::new(),
+            entries: Vec::new(),
+            ngrams: NgramIndex::build(cfg.ngram, []),
+            terms: TermIndex::build([]),
+            tokens: None,
+            semantic: deriver.embedder().map(|e| (e.clone(), SemanticIndex::build(Vec::new()))),
+            hold_back_words: cfg.hold_back_words,
+            params: cfg.semantic,
+        };
+        Ok(empty.grow(entries, cfg, model, deriver, version, true)?.expect("a full build always completes"))
+    }
+
+    /// This snapshot plus `added` (entries it does not hold): shares the index segments of this
+    /// one and indexes only the new entries (see [`NgramIndex::appended`]). `None` when a new
+    /// entry belongs to a `mask` set, whose token index is rebuilt whole: build in full then.
+    pub fn with_added(
+        &self,
+        added: &[Entry],
+        cfg: &GuardConfig,
+        model: Option<&Model>,
+        deriver: &Deriver,
+        version: u64,
+    ) -> Result<Option<Self>> {
+        let copy = Self {
+            version,
+            content_hash: String::new(),
+            digest: self.digest,
+            sets: self.sets.clone(),
+            entries: self.entries.clone(),
+            ngrams: self.ngrams.appended([]),
+            terms: self.terms.clone(),
+            tokens: self.tokens.clone(),
+            semantic: self.semantic.as_ref().map(|(e, s)| (e.clone(), s.appended(Vec::new()))),
+            hold_back_words: self.hold_back_words,
+            params: self.params,
+        };
+        copy.grow(added, cfg, model, deriver, version, false)
+    }
+
+    /// Adds `entries` to this guard's indexes. `full`: this guard is empty and `entries` is the
+    /// whole list (the derivation cache then keeps exactly these entries, and the token index
+    /// is built); otherwise `None` if a new entry would need the token index.
+    fn grow(
+        mut self,
+        entries: &[Entry],
+        cfg: &GuardConfig,
+        model: Option<&Model>,
+        deriver: &Deriver,
+        version: u64,
+        full: bool,
+    ) -> Result<Option<Self>> {
+        let first = self.entries.len();
+        let mut set_ids: HashMap<String, u32> =
+            self.sets.iter().enumerate().map(|(i, s)| (s.name.clone(), i as u32)).collect();
         for e in entries {
-            let set = *set_ids.entry(e.set.as_str()).or_insert_with(|| {
-                sets.push(SetMeta {
+            let set = *set_ids.entry(e.set.clone()).or_insert_with(|| {
+                self.sets.push(SetMeta {
                     name: e.set.clone(),
                     policy: cfg.sets.get(&e.set).cloned().unwrap_or_else(|| cfg.default_policy.clone()),
                     stats: SetStats::default(),
                 });
-                (sets.len() - 1) as u32
+                (self.sets.len() - 1) as u32
             });
-            metas.push(EntryMeta { id: e.id.clone(), set });
+            self.entries.push(EntryMeta { id: e.id.clone(), set });
         }
         let masked: Vec<bool> = entries
             .iter()
-            .zip(&metas)
-            .map(|(e, m)| e.kind == Kind::Document && sets[m.set as usize].policy.action == Action::Mask)
+            .zip(&self.entries[first..])
+            .map(|(e, m)| e.kind == Kind::Document && self.sets[m.set as usize].policy.action == Action::Mask)
             .collect();
-        let masked = |i: usize| masked[i];
+        if !full && model.is_some() && masked.iter().any(|&m| m) {
+            return Ok(None);
+        }
         let refs: Vec<&Entry> = entries.iter().collect();
-        let derived = deriver.derive_all(&refs, model, masked)?;
+        let derived = deriver.derive_all(&refs, model, |i| masked[i], full)?;
+        let number = |i: usize| (first + i) as u32;
 
-        let ngrams =
-            NgramIndex::build(cfg.ngram, derived.iter().enumerate().map(|(i, f)| (i as u32, &f.ngrams[..])));
-        let terms = TermIndex::build(derived.iter().enumerate().map(|(i, f)| (i as u32, &f.terms[..])));
-        let token_grams: Vec<&[(u64, u32)]> = (0..entries.len())
-            .filter(|&i| model.is_some() && masked(i))
-            .filter_map(|i| derived[i].tokens.as_ref().map(|t| t.grams.as_slice()))
-            .collect();
-        let tokens = (!token_grams.is_empty()).then(|| {
-            TokenIndex::build(cfg.token_ngram, cfg.ngram.bloom_fp_rate, token_grams.into_iter().flatten())
-        });
-        let semantic = deriver.embedder().map(|embedder| {
+        self.ngrams =
+            self.ngrams.appended(derived.iter().enumerate().map(|(i, f)| (number(i), &f.ngrams[..])));
+        self.terms = self.terms.with(derived.iter().enumerate().map(|(i, f)| (number(i), &f.terms[..])));
+        if full {
+            let grams: Vec<&[(u64, u32)]> = (0..entries.len())
+                .filter(|&i| model.is_some() && masked[i])
+                .filter_map(|i| derived[i].tokens.as_ref().map(|t| t.grams.as_slice()))
+                .collect();
+            self.tokens = (!grams.is_empty()).then(|| {
+                Arc::new(TokenIndex::build(
+                    cfg.token_ngram,
+                    cfg.ngram.bloom_fp_rate,
+                    grams.into_iter().flatten(),
+                ))
+            });
+        }
+        if let Some((_, index)) = &mut self.semantic {
             let embeddings = derived
                 .iter()
                 .enumerate()
-                .flat_map(|(i, f)| f.vectors.iter().map(move |v| (i as u32, v.clone())))
+                .flat_map(|(i, f)| f.vectors.iter().map(move |v| (number(i), v.clone())))
                 .collect();
-            (embedder.clone(), SemanticIndex::build(embeddings))
-        });
+            *index = index.appended(embeddings);
+        }
 
+        let has_semantic = self.semantic.is_some();
         for (i, (e, f)) in entries.iter().zip(&derived).enumerate() {
-            let s = &mut sets[metas[i].set as usize].stats;
+            self.digest = self.digest.wrapping_add(entry_digest(e));
+            let s = &mut self.sets[self.entries[first + i].set as usize].stats;
             s.entries += 1;
             match e.kind {
                 Kind::Document => s.documents += 1,
@@ -228,26 +299,17 @@ impl Guard {
             }
             s.ngram_fingerprints += f.ngrams.len();
             s.term_fingerprints += f.terms.len();
-            s.token_prefixes += if masked(i) { f.tokens.as_ref().map_or(0, |t| t.grams.len()) } else { 0 };
-            s.semantic_vectors += if semantic.is_some() { f.vectors.len() } else { 0 };
+            s.token_prefixes += if masked[i] { f.tokens.as_ref().map_or(0, |t| t.grams.len()) } else { 0 };
+            s.semantic_vectors += if has_semantic { f.vectors.len() } else { 0 };
         }
-        let dim = semantic.as_ref().map_or(0, |(e, _)| e.dim);
+        let dim = self.semantic.as_ref().map_or(0, |(e, _)| e.dim);
         let bloom_bits_per_key = bloom_bits_per_key(cfg.ngram.bloom_fp_rate);
-        for s in &mut sets {
+        for s in &mut self.sets {
             s.stats.index_bytes = estimate_bytes(&s.stats, dim, bloom_bits_per_key);
         }
-        Ok(Self {
-            version,
-            content_hash: content_hash(entries, &sets),
-            sets,
-            entries: metas,
-            ngrams,
-            terms,
-            tokens,
-            semantic,
-            hold_back_words: cfg.hold_back_words,
-            params: cfg.semantic,
-        })
+        self.version = version;
+        self.content_hash = content_hash(self.digest, &self.sets);
+        Ok(Some(self))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -291,7 +353,7 @@ impl Guard {
 
     /// Tokens that must not follow `context` (decode-time masking of `mask` sets).
     pub fn forbidden(&self, context: &[u32]) -> &[u32] {
-        self.tokens.as_ref().map_or(&[], |t| t.forbidden(context))
+        self.tokens.as_deref().map_or(&[], |t| t.forbidden(context))
     }
 
     /// Whether `tokens` contain a forgotten token n-gram of a `mask` set.
@@ -437,7 +499,7 @@ impl Guard {
         LayerBytes {
             ngram: self.ngrams.bloom_bytes() + ngrams * MAP_BYTES_PER_KEY,
             term: terms * MAP_BYTES_PER_KEY,
-            token: self.tokens.as_ref().map_or(0, TokenIndex::bloom_bytes) + prefixes * MAP_BYTES_PER_KEY,
+            token: self.tokens.as_deref().map_or(0, TokenIndex::bloom_bytes) + prefixes * MAP_BYTES_PER_KEY,
             semantic: vectors * vector_bytes(dim),
         }
     }
@@ -447,7 +509,7 @@ impl Guard {
         (
             self.ngrams.len(),
             self.terms.len(),
-            self.tokens.as_ref().map_or(0, TokenIndex::len),
+            self.tokens.as_deref().map_or(0, TokenIndex::len),
             self.semantic.as_ref().map_or(0, |(_, s)| s.len()),
         )
     }
@@ -473,16 +535,11 @@ fn estimate_bytes(s: &SetStats, dim: usize, bloom_bits_per_key: f64) -> usize {
         + s.semantic_vectors * vector_bytes(dim)
 }
 
-/// xxh3-128 over the entries in a canonical order and the policies of their sets, so replicas
-/// serving the same list report the same hash whatever order it was loaded in.
-fn content_hash(entries: &[Entry], sets: &[SetMeta]) -> String {
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
-    sorted.sort_by(|a, b| (&a.set, &a.id).cmp(&(&b.set, &b.id)));
+/// A hash of the entries' digest and the policies of their sets, so replicas serving the same
+/// list report the same hash whatever order it was loaded in.
+fn content_hash(digest: u128, sets: &[SetMeta]) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for e in sorted {
-        h.update(serde_json::to_string(e).unwrap_or_default().as_bytes());
-        h.update(b"\n");
-    }
+    h.update(&digest.to_le_bytes());
     let mut policies: Vec<(&str, String)> = sets
         .iter()
         .map(|s| (s.name.as_str(), serde_json::to_string(&s.policy).unwrap_or_default()))
@@ -493,6 +550,46 @@ fn content_hash(entries: &[Entry], sets: &[SetMeta]) -> String {
         h.update(policy.as_bytes());
     }
     format!("{:032x}", h.digest128())
+}
+
+/// xxh3-128 of everything an entry holds, fields length-prefixed.
+fn entry_digest(e: &Entry) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(e.id.as_bytes());
+    field(e.set.as_bytes());
+    field(&[e.kind as u8]);
+    field(e.text.as_bytes());
+    for a in &e.aliases {
+        field(a.as_bytes());
+    }
+    if let Some(fp) = &e.fingerprints {
+        field(fp.recipe.as_bytes());
+        field(&fp.ngrams.iter().flat_map(|n| n.to_le_bytes()).collect::<Vec<u8>>());
+        field(
+            &fp.terms
+                .iter()
+                .flat_map(|(f, l)| [f.to_le_bytes().as_slice(), &l.to_le_bytes()].concat())
+                .collect::<Vec<u8>>(),
+        );
+        field(fp.embedder.as_deref().unwrap_or("").as_bytes());
+        for v in &fp.vectors {
+            field(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+        }
+        if let Some(t) = &fp.tokens {
+            field(t.tokenizer.as_bytes());
+            field(
+                &t.grams
+                    .iter()
+                    .flat_map(|(f, n)| [f.to_le_bytes().as_slice(), &n.to_le_bytes()].concat())
+                    .collect::<Vec<u8>>(),
+            );
+        }
+    }
+    h.digest128()
 }
 
 /// Keeps the strongest finding per (entry, layer), in text order.
@@ -507,4 +604,53 @@ fn dedup_best(findings: Vec<Finding>) -> Vec<Finding> {
     let mut out: Vec<Finding> = best.into_values().collect();
     out.sort_by_key(|f| (f.span.start, f.entry, f.layer as i32));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(set: &str, id: &str, text: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            set: set.into(),
+            kind: Kind::Document,
+            text: text.into(),
+            aliases: vec![],
+            fingerprints: None,
+        }
+    }
+
+    #[test]
+    fn a_guard_grown_by_additions_equals_one_built_at_once() {
+        let cfg = GuardConfig { embedder: None, ..Default::default() };
+        let texts: Vec<String> = (0..12)
+            .map(|i| {
+                format!("the keeper of lighthouse {i} painted its door a new colour every spring for years")
+            })
+            .collect();
+        let entries: Vec<Entry> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| doc(if i % 2 == 0 { "a" } else { "b" }, &format!("d{i}"), t))
+            .collect();
+        let whole = Guard::build(&entries, &cfg, None, None, 1).unwrap();
+        let deriver = Deriver::new(&cfg, None);
+        let mut grown = Guard::build_with(&entries[..3], &cfg, None, &deriver, 1).unwrap();
+        for chunk in entries[3..].chunks(2) {
+            grown = grown.with_added(chunk, &cfg, None, &deriver, 1).unwrap().expect("no mask sets");
+        }
+        assert_eq!(grown.content_hash, whole.content_hash);
+        assert_eq!(grown.stats(), whole.stats());
+        assert!(grown.ngrams.segment_count() > 1);
+        for t in &texts {
+            let ids = |g: &Guard| {
+                let mut ids: Vec<String> =
+                    g.check(t, &[]).unwrap().iter().map(|f| g.entry_id(f.entry).to_string()).collect();
+                ids.sort();
+                ids
+            };
+            assert_eq!(ids(&grown), ids(&whole), "{t}");
+        }
+    }
 }

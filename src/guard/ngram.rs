@@ -65,10 +65,60 @@ pub fn bloom_over<'a>(
 /// Two different halves: bloomfilter derives its two hash keys from them.
 const BLOOM_SEED: [u8; 32] = *b"lethe-ngram-bloom-k1lethe-n-k2!!";
 
+fn exact_map<'a>(docs: impl IntoIterator<Item = (u32, &'a [u64])>) -> FingerprintMap<Vec<u32>> {
+    let mut exact = FingerprintMap::<Vec<u32>>::default();
+    for (entry, fingerprints) in docs {
+        for &fp in fingerprints {
+            let ids = exact.entry(fp).or_default();
+            if ids.last() != Some(&entry) {
+                ids.push(entry);
+            }
+        }
+    }
+    exact
+}
+
+/// Keys are xxh3 fingerprints already: hashing them again (SipHash) would only cost time.
+#[derive(Default, Clone, Copy)]
+pub struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+pub type FingerprintMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
+
+/// One immutable part of the index: a Bloom filter over its fingerprints and the exact map.
+struct Segment {
+    bloom: Bloom<u64>,
+    exact: FingerprintMap<Vec<u32>>,
+}
+
+impl Segment {
+    fn new(exact: FingerprintMap<Vec<u32>>, fp_rate: f64) -> Self {
+        let bloom = bloom_over(exact.keys(), exact.len(), fp_rate, &BLOOM_SEED);
+        Self { bloom, exact }
+    }
+}
+
+/// The n-gram index of a snapshot: segments, each built once and shared by the snapshots
+/// after it. Adding entries adds a small segment instead of rebuilding the whole index;
+/// segments are merged as in a binary counter (a segment absorbs the next while that one is
+/// at least half its size), so there are O(log n) of them and each fingerprint is copied
+/// O(log n) times in all.
 pub struct NgramIndex {
     pub params: NgramParams,
-    bloom: Bloom<u64>,
-    exact: HashMap<u64, Vec<u32>>,
+    segments: Vec<std::sync::Arc<Segment>>,
 }
 
 /// A detected copy of one entry: its score and the n-gram positions it spans.
@@ -83,48 +133,76 @@ impl NgramIndex {
     /// `docs`: (entry index, distinct n-gram fingerprints) of every document, entries in
     /// increasing order.
     pub fn build<'a>(params: NgramParams, docs: impl IntoIterator<Item = (u32, &'a [u64])>) -> Self {
-        let mut exact: HashMap<u64, Vec<u32>> = HashMap::new();
-        for (entry, fingerprints) in docs {
-            for &fp in fingerprints {
-                let ids = exact.entry(fp).or_default();
-                if ids.last() != Some(&entry) {
-                    ids.push(entry);
-                }
-            }
+        Self {
+            params,
+            segments: vec![std::sync::Arc::new(Segment::new(exact_map(docs), params.bloom_fp_rate))],
         }
-        let bloom = bloom_over(exact.keys(), exact.len(), params.bloom_fp_rate, &BLOOM_SEED);
-        Self { params, bloom, exact }
     }
 
+    /// This index plus `docs` (entries numbered after every entry already in it); shares
+    /// this index's segments except those merged with the new one.
+    pub fn appended<'a>(&self, docs: impl IntoIterator<Item = (u32, &'a [u64])>) -> Self {
+        let mut segments = self.segments.clone();
+        let mut exact = exact_map(docs);
+        if exact.is_empty() {
+            return Self { params: self.params, segments };
+        }
+        while let Some(last) = segments.last() {
+            if last.exact.len() > 2 * exact.len() {
+                break;
+            }
+            // Older entries first, so each list stays in increasing entry order.
+            let mut merged = last.exact.clone();
+            for (fp, ids) in exact {
+                merged.entry(fp).or_default().extend(ids);
+            }
+            exact = merged;
+            segments.pop();
+        }
+        segments.push(std::sync::Arc::new(Segment::new(exact, self.params.bloom_fp_rate)));
+        Self { params: self.params, segments }
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Fingerprints indexed (one in two segments counts twice).
     pub fn len(&self) -> usize {
-        self.exact.len()
+        self.segments.iter().map(|s| s.exact.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty()
+        self.len() == 0
     }
 
     pub fn bloom_bytes(&self) -> usize {
-        self.bloom.as_slice().len()
+        self.segments.iter().map(|s| s.bloom.as_slice().len()).sum()
     }
 
     /// Entries whose documents contain the n-gram ending at word `end` (exclusive).
-    pub fn hits(&self, words: &[String], end: usize) -> &[u32] {
+    pub fn hits(&self, words: &[String], end: usize) -> Vec<u32> {
         self.lookup(words, end, true)
     }
 
-    /// `bloom`: ask the Bloom filter first (the fast path); without it, the exact map alone
-    /// (the audit).
-    fn lookup(&self, words: &[String], end: usize, bloom: bool) -> &[u32] {
+    /// `bloom`: ask the Bloom filters first (the fast path); without them, the exact maps
+    /// alone (the audit).
+    fn lookup(&self, words: &[String], end: usize, bloom: bool) -> Vec<u32> {
         let n = self.params.n;
         if end < n {
-            return &[];
+            return Vec::new();
         }
         let fp = fingerprint(&words[end - n..end]);
-        if bloom && !self.bloom.check(&fp) {
-            return &[];
+        let mut out = Vec::new();
+        for s in &self.segments {
+            if bloom && !s.bloom.check(&fp) {
+                continue;
+            }
+            if let Some(ids) = s.exact.get(&fp) {
+                out.extend_from_slice(ids);
+            }
         }
-        self.exact.get(&fp).map_or(&[], Vec::as_slice)
+        out
     }
 
     /// Whether the hits up to position `at` (inclusive) make a match for `entry`.
@@ -154,8 +232,7 @@ impl NgramIndex {
 
     fn scan_with(&self, words: &[String], bloom: bool) -> Vec<NgramMatch> {
         let n = self.params.n;
-        let hits: Vec<Vec<u32>> =
-            (n..=words.len()).map(|end| self.lookup(words, end, bloom).to_vec()).collect();
+        let hits: Vec<Vec<u32>> = (n..=words.len()).map(|end| self.lookup(words, end, bloom)).collect();
         let mut best: HashMap<u32, NgramMatch> = HashMap::new();
         for at in 0..hits.len() {
             for &entry in &hits[at] {
@@ -219,6 +296,27 @@ mod tests {
         )
         .words;
         assert_eq!(idx.scan(&edited).len(), 1);
+    }
+
+    #[test]
+    fn appended_segments_match_like_one_index_and_stay_few() {
+        let p = NgramParams::default();
+        let doc = |text: &str| words(text).words.windows(p.n).map(fingerprint).collect::<Vec<u64>>();
+        let first = doc(DOC);
+        let mut idx = NgramIndex::build(p, [(0u32, first.as_slice())]);
+        let other = "Lanterns of copper hung above the door of the old mill by the river every winter night";
+        for entry in 1..=40u32 {
+            let fps = doc(&format!("{other} number {entry}"));
+            idx = idx.appended([(entry, fps.as_slice())]);
+        }
+        assert!(idx.segment_count() <= 7, "{} segments", idx.segment_count());
+        let copy = words(&format!("quote: {DOC}")).words;
+        assert_eq!(idx.scan(&copy).iter().map(|m| m.entry).collect::<Vec<_>>(), [0]);
+        let late = words(&format!("{other} number 40")).words;
+        let found: Vec<u32> = idx.scan(&late).iter().map(|m| m.entry).collect();
+        assert!(found.contains(&40) && found.contains(&1) && !found.contains(&0), "{found:?}");
+        let hits = idx.hits(&late, p.n);
+        assert_eq!(hits, (1..=40).collect::<Vec<u32>>(), "every entry once, in order");
     }
 
     #[test]

@@ -152,17 +152,17 @@ pub fn sentences(text: &str, min_words: usize) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-pub struct SemanticIndex {
+/// One HNSW graph over some of the forget windows, with the vectors it holds.
+struct Segment {
     hnsw: Hnsw<'static, f32, DistDot>,
-    /// The indexed vectors, for the exact audit's brute-force search.
+    /// The indexed vectors, for the exact audit's brute-force search (and for merging).
     vectors: Vec<Vec<f32>>,
     /// Entry of each indexed window (the HNSW data id is the position here).
     window_entry: Vec<u32>,
 }
 
-impl SemanticIndex {
-    /// `embeddings`: (entry, unit-length embedding) of every forget window.
-    pub fn build(embeddings: Vec<(u32, Vec<f32>)>) -> Self {
+impl Segment {
+    fn new(embeddings: Vec<(u32, Vec<f32>)>) -> Self {
         let n = embeddings.len().max(1);
         let layers = 16.min((n as f32).ln().ceil().max(1.0) as usize);
         let hnsw = Hnsw::new(16, n, layers, 200, DistDot);
@@ -179,36 +179,70 @@ impl SemanticIndex {
         let vectors = embeddings.into_iter().map(|(_, v)| v).collect();
         Self { hnsw, vectors, window_entry }
     }
+}
+
+/// The semantic index of a snapshot: HNSW segments shared by the snapshots after it, merged
+/// as the n-gram segments are (see [`super::ngram::NgramIndex`]), so adding entries inserts
+/// only their windows plus, now and then, a merge of the smaller segments.
+pub struct SemanticIndex {
+    segments: Vec<std::sync::Arc<Segment>>,
+}
+
+impl SemanticIndex {
+    /// `embeddings`: (entry, unit-length embedding) of every forget window.
+    pub fn build(embeddings: Vec<(u32, Vec<f32>)>) -> Self {
+        Self { segments: vec![std::sync::Arc::new(Segment::new(embeddings))] }
+    }
+
+    /// This index plus `embeddings` of new entries.
+    pub fn appended(&self, mut embeddings: Vec<(u32, Vec<f32>)>) -> Self {
+        let mut segments = self.segments.clone();
+        if embeddings.is_empty() {
+            return Self { segments };
+        }
+        while let Some(last) = segments.last() {
+            if last.window_entry.len() > 2 * embeddings.len() {
+                break;
+            }
+            let older = last.window_entry.iter().copied().zip(last.vectors.iter().cloned());
+            embeddings = older.chain(embeddings).collect();
+            segments.pop();
+        }
+        segments.push(std::sync::Arc::new(Segment::new(embeddings)));
+        Self { segments }
+    }
 
     pub fn len(&self) -> usize {
-        self.window_entry.len()
+        self.segments.iter().map(|s| s.window_entry.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.window_entry.is_empty()
+        self.len() == 0
     }
 
     /// The best cosine similarity per entry over every indexed window (exact, no HNSW).
     pub fn brute_force(&self, embedding: &[f32]) -> Vec<(u32, f32)> {
         let mut best: std::collections::HashMap<u32, f32> = std::collections::HashMap::new();
-        for (v, &entry) in self.vectors.iter().zip(&self.window_entry) {
-            let sim: f32 = v.iter().zip(embedding).map(|(a, b)| a * b).sum();
-            let slot = best.entry(entry).or_insert(sim);
-            *slot = slot.max(sim);
+        for s in &self.segments {
+            for (v, &entry) in s.vectors.iter().zip(&s.window_entry) {
+                let sim: f32 = v.iter().zip(embedding).map(|(a, b)| a * b).sum();
+                let slot = best.entry(entry).or_insert(sim);
+                *slot = slot.max(sim);
+            }
         }
         best.into_iter().collect()
     }
 
     /// The `k` nearest forget windows: (entry, cosine similarity), most similar first.
     pub fn nearest(&self, embedding: &[f32], k: usize, ef: usize) -> Vec<(u32, f32)> {
-        if self.window_entry.is_empty() {
-            return Vec::new();
+        let mut out: Vec<(u32, f32)> = Vec::new();
+        for s in self.segments.iter().filter(|s| !s.window_entry.is_empty()) {
+            let found = s.hnsw.search(embedding, k, ef.max(k));
+            out.extend(found.into_iter().map(|n| (s.window_entry[n.d_id], 1.0 - n.distance)));
         }
-        self.hnsw
-            .search(embedding, k, ef.max(k))
-            .into_iter()
-            .map(|n| (self.window_entry[n.d_id], 1.0 - n.distance))
-            .collect()
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.truncate(k);
+        out
     }
 }
 
@@ -246,5 +280,9 @@ mod tests {
         let hits = idx.nearest(&unit([0.1, 1.0, 0.0, 0.0]), 1, 16);
         assert_eq!(hits[0].0, 8);
         assert!(hits[0].1 > 0.99);
+        let grown = idx.appended(vec![(10, unit([0.0, 0.1, 1.0, 0.0]))]);
+        assert_eq!(grown.nearest(&unit([0.0, 0.1, 1.0, 0.0]), 1, 16)[0].0, 10);
+        assert_eq!(grown.nearest(&unit([1.0, 0.0, 0.0, 0.1]), 1, 16)[0].0, 7);
+        assert_eq!(grown.len(), 4);
     }
 }

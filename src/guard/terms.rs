@@ -4,6 +4,7 @@
 use super::ngram::fingerprint;
 use std::collections::{BTreeSet, HashMap};
 
+#[derive(Clone)]
 pub struct TermIndex {
     /// Distinct term lengths in words, so a scan only tries lengths that exist.
     lengths: BTreeSet<usize>,
@@ -13,18 +14,21 @@ pub struct TermIndex {
 impl TermIndex {
     /// `terms`: (entry index, (fingerprint, length in words) of its text and of each alias).
     pub fn build<'a>(terms: impl IntoIterator<Item = (u32, &'a [(u64, u32)])>) -> Self {
-        let mut lengths = BTreeSet::new();
-        let mut exact: HashMap<u64, Vec<u32>> = HashMap::new();
+        Self { lengths: BTreeSet::new(), exact: HashMap::new() }.with(terms)
+    }
+
+    /// This index plus `terms`. (Terms are few and short: a copy is cheap.)
+    pub fn with<'a>(mut self, terms: impl IntoIterator<Item = (u32, &'a [(u64, u32)])>) -> Self {
         for (entry, fingerprints) in terms {
             for &(fp, len) in fingerprints {
-                lengths.insert(len as usize);
-                let ids = exact.entry(fp).or_default();
+                self.lengths.insert(len as usize);
+                let ids = self.exact.entry(fp).or_default();
                 if !ids.contains(&entry) {
                     ids.push(entry);
                 }
             }
         }
-        Self { lengths, exact }
+        self
     }
 
     pub fn len(&self) -> usize {
