@@ -1,11 +1,12 @@
 # The two commands of the README:
 #   make run   fetch the default models, build, and serve on 127.0.0.1:50051 (metrics :9464)
-#   make test  fetch the default models, set up the Python client and Prometheus, run every test
+#   make test  fetch the default models, set up the Python client, Prometheus and the deployment
+#              linters (hadolint, kubectl, kubernetes-validate), run every test
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 
-.PHONY: run test models pydeps sysdeps fmt
+.PHONY: run test models pydeps sysdeps fmt k8s-rules
 
 run: models
 	cargo run --release -- serve $(ARGS)
@@ -16,18 +17,33 @@ test: models pydeps sysdeps
 models:
 	./scripts/fetch-models.sh
 
-# grpcio/grpcio-tools for the Python example client, in a virtualenv of the project's own.
+# In a virtualenv of the project's own: grpcio/grpcio-tools for the Python example client;
+# hadolint and kubernetes-validate for the deployment tests (tests/deploy.rs).
 pydeps: $(VENV)/.installed
-$(VENV)/.installed: examples/python/requirements.txt
+$(VENV)/.installed: examples/python/requirements.txt deploy/requirements-lint.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r examples/python/requirements.txt
+	$(VENV)/bin/pip install --quiet -r examples/python/requirements.txt -r deploy/requirements-lint.txt
 	touch $@
 
-# Prometheus and promtool (Debian's `prometheus` package) for the monitoring tests.
+# Debian packages for the tests, each installed only when missing: `prometheus` (prometheus,
+# promtool) for the monitoring tests; `kubernetes-client` (kubectl, whose built-in kustomize
+# renders deploy/k8s) for the deployment tests.
 sysdeps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
 	  echo "installing Debian's prometheus package (prometheus, promtool) for the monitoring tests"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	@command -v kubectl >/dev/null || { \
+	  echo "installing Debian's kubernetes-client package (kubectl) for the deployment tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends kubernetes-client; }
+
+# The PrometheusRule of deploy/k8s/monitoring is deploy/prometheus/alerts.yml inside the CRD's
+# envelope: run this after changing the alerts (tests/deploy.rs fails while the two differ).
+k8s-rules:
+	{ printf '%s\n' \
+	  '# Generated from deploy/prometheus/alerts.yml by `make k8s-rules`: edit that file, not this one.' \
+	  'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' '  name: lethe' \
+	  '  labels:' '    app.kubernetes.io/name: lethe' 'spec:'; \
+	  sed 's/^\(.\)/  \1/' deploy/prometheus/alerts.yml; } > deploy/k8s/monitoring/prometheusrule.yaml
 
 fmt:
 	cargo fmt --all

@@ -5,6 +5,7 @@ pub mod config;
 pub mod eval;
 pub mod forget;
 pub mod guard;
+pub mod health_cli;
 pub mod metrics;
 pub mod model;
 pub mod server;

@@ -28,6 +28,8 @@ enum Command {
     Unlearn(lethe::unlearn::cli::UnlearnArgs),
     /// Probe a model for forgotten documents (prefix extraction, greedy and sampled).
     Audit(lethe::unlearn::cli::AuditArgs),
+    /// Ask a running server's gRPC health service (grpc.health.v1); exit 0 when SERVING.
+    Health(lethe::health_cli::HealthArgs),
 }
 
 #[derive(clap::Args)]
@@ -96,6 +98,10 @@ fn run(cli: Cli) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(lethe::admin_cli::run(args)),
+        Command::Health(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(lethe::health_cli::run(&args)),
     }
 }
 
