@@ -235,8 +235,16 @@ pub fn audit_dropped() {
     counter!(AUDIT_DROPPED).increment(1);
 }
 
+/// Marks the served model; after a swap the previous model's series drops to 0, so `== 1`
+/// selects exactly the model being served.
 pub fn model_info(name: &str, served_format: &str) {
+    static SERVED: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
+    let mut served = SERVED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((name, format)) = served.take() {
+        gauge!(MODEL_INFO, "model" => name, "served_format" => format).set(0.0);
+    }
     gauge!(MODEL_INFO, "model" => name.to_string(), "served_format" => served_format.to_string()).set(1.0);
+    *served = Some((name.to_string(), served_format.to_string()));
 }
 
 pub fn layer_name(layer: crate::proto::Layer) -> &'static str {

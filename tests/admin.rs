@@ -3,7 +3,7 @@
 //! keeps these fast; what they check is the forget list, not the model's words.
 mod common;
 
-use common::{send_signal, tiny_model, Server};
+use common::{metric_value, scrape, send_signal, tiny_model, Server};
 use lethe::proto::forget_admin_client::ForgetAdminClient;
 use lethe::proto::*;
 use std::time::{Duration, Instant};
@@ -360,6 +360,10 @@ async fn reload_model_swaps_the_model_while_requests_finish_on_the_old_one() {
     assert_ne!(last.unwrap().finish_reason, FinishReason::Unspecified as i32);
     let after = client.get_model_info(GetModelInfoRequest {}).await.unwrap().into_inner();
     assert_eq!(after.sha256, reply.sha256);
+    let metrics = scrape(&server.metrics_addr);
+    assert_eq!(metric_value(&metrics, &["lethe_model_info{", "model=\"other.gguf\""]), 1.0, "{metrics}");
+    assert!(metrics.contains("model=\"tiny.gguf\""), "the swapped-out model's series stays, at 0");
+    assert_eq!(metric_value(&metrics, &["lethe_model_info{", "model=\"tiny.gguf\""]), 0.0, "{metrics}");
     let req = GenerateRequest { prompt: "the".into(), max_new_tokens: Some(4), ..Default::default() };
     client.generate(req.clone()).await.unwrap();
 
