@@ -108,16 +108,19 @@ fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max_norm: f6
     Ok(())
 }
 
-/// Greedy continuation of `prefix` by the trainable model (no KV cache: for evaluation only).
+/// Greedy continuation of `prefix` by the trainable model, with a key/value cache (the prefix
+/// is run once, then one token per step). For evaluation only: no gradient is recorded.
 pub fn greedy(model: &TrainableLlama, prefix: &[u32], new_tokens: usize) -> Result<Vec<u32>> {
-    let mut tokens = prefix.to_vec();
+    anyhow::ensure!(!prefix.is_empty(), "a greedy continuation needs a prefix");
+    let mut cache = model.new_cache();
+    let mut out = Vec::with_capacity(new_tokens);
+    let mut input = prefix.to_vec();
     for _ in 0..new_tokens {
-        let input = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-        let logits = model.forward(&input)?.squeeze(0)?;
-        let last = logits.get(tokens.len() - 1)?;
-        tokens.push(last.argmax(0)?.to_scalar::<u32>()?);
+        let next = model.forward_cached(&input, &mut cache)?.argmax(0)?.to_scalar::<u32>()?;
+        out.push(next);
+        input = vec![next];
     }
-    Ok(tokens[prefix.len()..].to_vec())
+    Ok(out)
 }
 
 /// ROUGE-L F1 between two texts, on lower-cased whitespace words.
@@ -145,6 +148,44 @@ pub fn rouge_l(candidate: &str, reference: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cached greedy continuation agrees with re-running the whole sequence each step.
+    #[test]
+    fn cached_greedy_matches_the_full_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        crate::model::fixture::write_tiny_llama(&path, 11).unwrap();
+        let model = TrainableLlama::load(&path, Trainable::All).unwrap();
+        let prefix = [5u32, 17, 3, 42, 8];
+        let mut full = prefix.to_vec();
+        for _ in 0..12 {
+            let input = Tensor::new(full.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            let logits = model.forward(&input).unwrap().squeeze(0).unwrap();
+            full.push(logits.get(full.len() - 1).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap());
+        }
+        let mut cache = model.new_cache();
+        let cached_logits = model.forward_cached(&prefix, &mut cache).unwrap();
+        assert_eq!(cache.len(), prefix.len());
+        let input = Tensor::new(&prefix[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let full_logits = model.forward(&input).unwrap().squeeze(0).unwrap().get(prefix.len() - 1).unwrap();
+        let diff = (cached_logits - full_logits).unwrap().abs().unwrap().max(0).unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+        assert_eq!(greedy(&model, &prefix, 12).unwrap(), full[prefix.len()..]);
+    }
+
+    /// A model written in f32 reloads bit for bit; written in Q8_0 it does not.
+    #[test]
+    fn same_weights_tells_an_exact_copy_from_a_rounded_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        crate::model::fixture::write_tiny_llama(&path, 11).unwrap();
+        let model = TrainableLlama::load(&path, Trainable::Mlp).unwrap();
+        let (f32_path, q8_path) = (dir.path().join("f32.gguf"), dir.path().join("q8.gguf"));
+        model.write_gguf(&f32_path, candle_core::quantized::GgmlDType::F32, &[]).unwrap();
+        model.write_gguf(&q8_path, candle_core::quantized::GgmlDType::Q8_0, &[]).unwrap();
+        assert!(model.same_weights(&TrainableLlama::load(&f32_path, Trainable::All).unwrap()).unwrap());
+        assert!(!model.same_weights(&TrainableLlama::load(&q8_path, Trainable::All).unwrap()).unwrap());
+    }
 
     #[test]
     fn rouge_l_scores_common_subsequences() {

@@ -41,6 +41,23 @@ struct Hyper {
     rope_base: f32,
 }
 
+/// Keys and values of the positions run so far, per block (greedy evaluation).
+pub struct KvCache {
+    kv: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 pub struct TrainableLlama {
     /// Every weight by GGUF tensor name; trainable ones are `Var`s.
     weights: BTreeMap<String, Var>,
@@ -79,6 +96,25 @@ impl TrainableLlama {
         Ok(Self { weights, trainable: names, metadata, hyper })
     }
 
+    /// Whether every weight of `other` is exactly (bit for bit) this model's, so that both
+    /// score the same.
+    pub fn same_weights(&self, other: &Self) -> Result<bool> {
+        if self.weights.len() != other.weights.len() {
+            return Ok(false);
+        }
+        for (name, v) in &self.weights {
+            let Some(o) = other.weights.get(name) else { return Ok(false) };
+            if v.shape() != o.shape() {
+                return Ok(false);
+            }
+            let differing = v.as_tensor().ne(o.as_tensor())?.to_dtype(DType::U32)?.sum_all()?;
+            if differing.to_scalar::<u32>()? > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The variables the optimizer updates.
     pub fn trainable_vars(&self) -> Vec<Var> {
         self.trainable.iter().map(|n| self.weights[n].clone()).collect()
@@ -100,39 +136,80 @@ impl TrainableLlama {
 
     /// Logits for every position: `tokens` (batch, seq) -> (batch, seq, vocab).
     pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        self.forward_from(tokens, None)
+    }
+
+    /// An empty key/value cache for [`Self::forward_cached`].
+    pub fn new_cache(&self) -> KvCache {
+        KvCache { kv: vec![None; self.hyper.blocks], len: 0 }
+    }
+
+    /// Logits of the last of `tokens` (vocab), the positions before them taken from `cache`,
+    /// which is then extended by `tokens`. For evaluation only: no gradient is recorded.
+    pub fn forward_cached(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        anyhow::ensure!(!tokens.is_empty(), "no tokens to run");
+        let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
+        let logits = self.forward_from(&input, Some(cache))?;
+        Ok(logits.squeeze(0)?.get(tokens.len() - 1)?)
+    }
+
+    /// The forward: from position 0 with gradients (`cache` None), or after the cached
+    /// positions without gradients (every weight detached, so the cache holds no graph).
+    fn forward_from(&self, tokens: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let h = &self.hyper;
         let (b, t) = tokens.dims2()?;
-        let embed = self.w("token_embd.weight")?;
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        let detached = cache.is_some();
+        let weight = |name: &str| -> Result<Tensor> {
+            if detached {
+                let v = self.weights.get(name).with_context(|| format!("missing tensor {name}"))?;
+                Ok(v.as_tensor().detach())
+            } else {
+                self.w(name)
+            }
+        };
+        let embed = weight("token_embd.weight")?;
         let mut x = embed.index_select(&tokens.flatten_all()?, 0)?.reshape((b, t, ()))?;
-        let (cos, sin) = rotary(h.head_dim, h.rope_base, t)?;
-        let mask = causal_mask(t)?;
+        let (cos, sin) = rotary(h.head_dim, h.rope_base, offset + t)?;
+        let (cos, sin) = (cos.narrow(0, offset, t)?, sin.narrow(0, offset, t)?);
+        let mask = causal_mask(t, offset)?;
         for l in 0..h.blocks {
             let p = |s: &str| format!("blk.{l}.{s}.weight");
-            let n = rms_norm(&x, &self.w(&p("attn_norm"))?, h.eps)?;
+            let n = rms_norm(&x, &weight(&p("attn_norm"))?, h.eps)?;
             let proj = |name: &str, heads: usize| -> Result<Tensor> {
-                Ok(linear(&n, &self.w(&p(name))?)?
+                Ok(linear(&n, &weight(&p(name))?)?
                     .reshape((b, t, heads, h.head_dim))?
                     .transpose(1, 2)?
                     .contiguous()?)
             };
             let q = candle_nn::rotary_emb::rope_i_slow(&proj("attn_q", h.heads)?, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i_slow(&proj("attn_k", h.kv_heads)?, &cos, &sin)?;
-            let v = proj("attn_v", h.kv_heads)?;
+            let mut k = candle_nn::rotary_emb::rope_i_slow(&proj("attn_k", h.kv_heads)?, &cos, &sin)?;
+            let mut v = proj("attn_v", h.kv_heads)?;
+            if let Some(c) = cache.as_deref_mut() {
+                if let Some((past_k, past_v)) = &c.kv[l] {
+                    k = Tensor::cat(&[past_k, &k], 2)?;
+                    v = Tensor::cat(&[past_v, &v], 2)?;
+                }
+                c.kv[l] = Some((k.clone(), v.clone()));
+            }
             let repeat = h.heads / h.kv_heads;
             let k = candle_transformers::utils::repeat_kv(k, repeat)?.contiguous()?;
             let v = candle_transformers::utils::repeat_kv(v, repeat)?.contiguous()?;
             let att = (q.matmul(&k.t()?)? / (h.head_dim as f64).sqrt())?.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax(&att, D::Minus1)?;
             let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, ()))?;
-            x = (x + linear(&y, &self.w(&p("attn_output"))?)?)?;
-            let n = rms_norm(&x, &self.w(&p("ffn_norm"))?, h.eps)?;
-            let gate = candle_nn::ops::silu(&linear(&n, &self.w(&p("ffn_gate"))?)?)?;
-            let up = linear(&n, &self.w(&p("ffn_up"))?)?;
-            x = (x + linear(&(gate * up)?, &self.w(&p("ffn_down"))?)?)?;
+            x = (x + linear(&y, &weight(&p("attn_output"))?)?)?;
+            let n = rms_norm(&x, &weight(&p("ffn_norm"))?, h.eps)?;
+            let gate = candle_nn::ops::silu(&linear(&n, &weight(&p("ffn_gate"))?)?)?;
+            let up = linear(&n, &weight(&p("ffn_up"))?)?;
+            x = (x + linear(&(gate * up)?, &weight(&p("ffn_down"))?)?)?;
         }
-        let x = rms_norm(&x, &self.w("output_norm.weight")?, self.hyper.eps)?;
-        let out = if self.weights.contains_key("output.weight") { self.w("output.weight")? } else { embed };
-        Ok(linear(&x, &out)?)
+        if let Some(c) = cache {
+            c.len += t;
+        }
+        let x = rms_norm(&x, &weight("output_norm.weight")?, self.hyper.eps)?;
+        let out = if self.weights.contains_key("output.weight") { weight("output.weight")? } else { embed };
+        linear(&x, &out)
     }
 
     /// Writes the weights as GGUF: matrices quantized to `dtype` (where their width allows),
@@ -152,6 +229,8 @@ impl TrainableLlama {
             .map(|(k, v)| (k.as_str(), v))
             .collect();
         metadata.extend(extra.iter().map(|(k, v)| (*k, v)));
+        // In key order (the reader's is a hash map's), so the same weights give the same bytes.
+        metadata.sort_by(|a, b| a.0.cmp(b.0));
         let tmp = path.with_extension("gguf.partial");
         {
             let mut file =
@@ -184,8 +263,10 @@ fn rotary(head_dim: usize, base: f32, t: usize) -> Result<(Tensor, Tensor)> {
     Ok((freqs.cos()?, freqs.sin()?))
 }
 
-fn causal_mask(t: usize) -> Result<Tensor> {
-    let mask: Vec<f32> =
-        (0..t).flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
-    Ok(Tensor::from_vec(mask, (t, t), &Device::Cpu)?)
+/// Attention mask of `t` new positions after `offset` earlier ones: (t, offset + t).
+fn causal_mask(t: usize, offset: usize) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..offset + t).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, offset + t), &Device::Cpu)?)
 }
