@@ -2,7 +2,7 @@
 //! unlearning, with a progress bar, a report (JSON + table) and GGUF output that the server
 //! loads (written to a temporary file and renamed, so an interrupted run leaves no output).
 use super::report::{self, ModelScores};
-use super::{nll, train, Objective, TrainConfig, Trainable, TrainableLlama};
+use super::{nll, train, Objective, TrainConfig, Trainable, TrainableLlama, Trainer};
 use crate::model::{Generator, Model, Sampling, ServedFormat, Step};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file::Value;
@@ -242,25 +242,16 @@ pub fn run_unlearn(args: &UnlearnArgs) -> Result<()> {
     let bar = progress(c.steps);
     let started = Instant::now();
     let (order_f, order_r) = (shuffled(forget.clone(), c.seed), shuffled(retain.clone(), c.seed + 1));
+    let cfg =
+        TrainConfig { objective, lr: c.lr, steps: c.steps, max_grad_norm: c.max_grad_norm, beta: args.beta };
+    // One run advanced between early-stop evaluations: the optimizer state, the text order and
+    // NPO's reference (the target model's likelihoods) carry over from part to part.
+    let mut trainer = Trainer::new(&s.model, &order_f, &order_r, &cfg)?;
     let mut done = 0;
     while done < c.steps {
         let chunk =
             if args.target_verbmem.is_some() { args.eval_every.min(c.steps - done) } else { c.steps - done };
-        let cfg = TrainConfig {
-            objective,
-            lr: c.lr,
-            steps: chunk,
-            max_grad_norm: c.max_grad_norm,
-            beta: args.beta,
-        };
-        // The forget and retain texts rotate from where the last chunk stopped.
-        let rot = |v: &[Vec<u32>]| {
-            let mut v = v.to_vec();
-            let n = v.len();
-            v.rotate_left(done % n);
-            v
-        };
-        train(&s.model, &rot(&order_f), &rot(&order_r), &cfg, |_, loss| {
+        trainer.run(chunk, |_, loss| {
             bar.set_message(format!("{loss:.4}"));
             bar.inc(1);
         })?;

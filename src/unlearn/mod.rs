@@ -48,45 +48,77 @@ pub fn train(
     forget: &[Vec<u32>],
     retain: &[Vec<u32>],
     config: &TrainConfig,
-    mut on_step: impl FnMut(usize, f32),
+    on_step: impl FnMut(usize, f32),
 ) -> Result<()> {
-    anyhow::ensure!(!forget.is_empty(), "the forget set is empty");
-    let needs_retain = matches!(config.objective, Objective::GradDiff | Objective::Npo);
-    anyhow::ensure!(!needs_retain || !retain.is_empty(), "GradDiff and NPO need a retain set");
-    // NPO's reference: the sequence log-likelihoods before any update, computed once.
-    let reference: Vec<f64> = if config.objective == Objective::Npo {
-        forget
-            .iter()
-            .map(|t| Ok(nll(model, t)?.to_scalar::<f32>()? as f64 * (t.len() - 1) as f64))
-            .collect::<Result<_>>()?
-    } else {
-        Vec::new()
-    };
-    let vars = model.trainable_vars();
-    let params = ParamsAdamW { lr: config.lr, weight_decay: 0.0, ..Default::default() };
-    let mut opt = AdamW::new(vars.clone(), params)?;
-    for step in 0..config.steps {
-        let i = step % forget.len();
-        let f = nll(model, &forget[i])?;
-        let loss = match config.objective {
-            Objective::Learn => f,
-            Objective::GradAscent => f.neg()?,
-            Objective::GradDiff => (f.neg()? + nll(model, &retain[step % retain.len()])?)?,
-            Objective::Npo => {
-                // -(2/β) log σ(β (NLL_θ − NLL_ref)), on sequence sums.
-                let tokens = (forget[i].len() - 1) as f64;
-                let diff = ((f * tokens)? - reference[i])?;
-                let z = (diff * config.beta)?;
-                let log_sigmoid = ((z.neg()?.exp()? + 1.0)?.log()?).neg()?;
-                ((log_sigmoid * (-2.0 / config.beta))? + nll(model, &retain[step % retain.len()])?)?
-            }
+    Trainer::new(model, forget, retain, config)?.run(config.steps, on_step)
+}
+
+/// A training run that can be advanced in parts (e.g. between early-stop evaluations) with
+/// the same optimizer state, text order and NPO reference throughout.
+pub struct Trainer<'a> {
+    model: &'a TrainableLlama,
+    forget: &'a [Vec<u32>],
+    retain: &'a [Vec<u32>],
+    config: TrainConfig,
+    /// NPO's reference: the sequence log-likelihoods before any update, computed once.
+    reference: Vec<f64>,
+    vars: Vec<Var>,
+    opt: AdamW,
+    step: usize,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(
+        model: &'a TrainableLlama,
+        forget: &'a [Vec<u32>],
+        retain: &'a [Vec<u32>],
+        config: &TrainConfig,
+    ) -> Result<Self> {
+        anyhow::ensure!(!forget.is_empty(), "the forget set is empty");
+        let needs_retain = matches!(config.objective, Objective::GradDiff | Objective::Npo);
+        anyhow::ensure!(!needs_retain || !retain.is_empty(), "GradDiff and NPO need a retain set");
+        let reference: Vec<f64> = if config.objective == Objective::Npo {
+            forget
+                .iter()
+                .map(|t| Ok(nll(model, t)?.to_scalar::<f32>()? as f64 * (t.len() - 1) as f64))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
         };
-        let mut grads = loss.backward()?;
-        clip(&mut grads, &vars, config.max_grad_norm)?;
-        opt.step(&grads)?;
-        on_step(step, loss.to_scalar::<f32>()?);
+        let vars = model.trainable_vars();
+        let params = ParamsAdamW { lr: config.lr, weight_decay: 0.0, ..Default::default() };
+        let opt = AdamW::new(vars.clone(), params)?;
+        Ok(Self { model, forget, retain, config: config.clone(), reference, vars, opt, step: 0 })
     }
-    Ok(())
+
+    /// Runs `steps` more optimizer steps; `on_step(step, loss)` counts from the run's start.
+    pub fn run(&mut self, steps: usize, mut on_step: impl FnMut(usize, f32)) -> Result<()> {
+        let (model, forget, retain, config) = (self.model, self.forget, self.retain, &self.config);
+        for _ in 0..steps {
+            let step = self.step;
+            let i = step % forget.len();
+            let f = nll(model, &forget[i])?;
+            let loss = match config.objective {
+                Objective::Learn => f,
+                Objective::GradAscent => f.neg()?,
+                Objective::GradDiff => (f.neg()? + nll(model, &retain[step % retain.len()])?)?,
+                Objective::Npo => {
+                    // -(2/β) log σ(β (NLL_θ − NLL_ref)), on sequence sums.
+                    let tokens = (forget[i].len() - 1) as f64;
+                    let diff = ((f * tokens)? - self.reference[i])?;
+                    let z = (diff * config.beta)?;
+                    let log_sigmoid = ((z.neg()?.exp()? + 1.0)?.log()?).neg()?;
+                    ((log_sigmoid * (-2.0 / config.beta))? + nll(model, &retain[step % retain.len()])?)?
+                }
+            };
+            let mut grads = loss.backward()?;
+            clip(&mut grads, &self.vars, config.max_grad_norm)?;
+            self.opt.step(&grads)?;
+            self.step += 1;
+            on_step(step, loss.to_scalar::<f32>()?);
+        }
+        Ok(())
+    }
 }
 
 fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max_norm: f64) -> Result<()> {
@@ -171,6 +203,28 @@ mod tests {
         let diff = (cached_logits - full_logits).unwrap().abs().unwrap().max(0).unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
         assert_eq!(greedy(&model, &prefix, 12).unwrap(), full[prefix.len()..]);
+    }
+
+    /// A run advanced in parts (as between early-stop evaluations) trains exactly as one run:
+    /// same optimizer state and NPO reference throughout.
+    #[test]
+    fn a_run_in_parts_equals_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        crate::model::fixture::write_tiny_llama(&path, 5).unwrap();
+        let forget = vec![vec![3u32, 9, 4, 7, 1, 8], vec![2, 6, 5, 3]];
+        let retain = vec![vec![1u32, 2, 3, 4, 5]];
+        let config =
+            TrainConfig { objective: Objective::Npo, lr: 1e-3, steps: 5, max_grad_norm: 1.0, beta: 0.1 };
+        let whole = TrainableLlama::load(&path, Trainable::Mlp).unwrap();
+        train(&whole, &forget, &retain, &config, |_, _| {}).unwrap();
+        let parts = TrainableLlama::load(&path, Trainable::Mlp).unwrap();
+        let mut trainer = Trainer::new(&parts, &forget, &retain, &config).unwrap();
+        trainer.run(2, |_, _| {}).unwrap();
+        trainer.run(3, |_, _| {}).unwrap();
+        assert!(whole.same_weights(&parts).unwrap());
+        let untouched = TrainableLlama::load(&path, Trainable::Mlp).unwrap();
+        assert!(!whole.same_weights(&untouched).unwrap());
     }
 
     /// A model written in f32 reloads bit for bit; written in Q8_0 it does not.
