@@ -52,6 +52,14 @@ async fn answers_paris_and_stream_equals_unary() {
     let (c, _) = stream_text(&server, sampled).await;
     assert_eq!(a, b);
     assert_eq!(a, c);
+
+    // With no forget list the semantic layer has nothing to find: no output is embedded.
+    let metrics = common::scrape(&server.metrics_addr);
+    let count = |layer: &str| {
+        common::metric_value(&metrics, &["lethe_guard_layer_seconds_count", &format!("layer=\"{layer}\"")])
+    };
+    assert!(count("ngram") > 0.0, "{metrics}");
+    assert_eq!(count("semantic"), 0.0, "{metrics}");
 }
 
 #[tokio::test]

@@ -324,6 +324,12 @@ impl Guard {
         self.semantic.is_some()
     }
 
+    /// Whether the semantic layer has anything to find: with no forget vectors, embedding an
+    /// output's windows would cost milliseconds per window for nothing.
+    pub fn semantic_active(&self) -> bool {
+        self.semantic.as_ref().is_some_and(|(_, index)| !index.is_empty())
+    }
+
     pub fn entry_id(&self, entry: u32) -> &str {
         &self.entries[entry as usize].id
     }
@@ -367,7 +373,7 @@ impl Guard {
         let w = normalize::words(text);
         let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
         let mut findings = self.text_findings(&w, true);
-        if self.semantic.is_some() && !w.is_empty() {
+        if self.semantic_active() && !w.is_empty() {
             let p = self.params;
             let windows: Vec<Range<usize>> = semantic::windows(w.len(), p.window_words, p.stride_words)
                 .into_iter()
@@ -417,7 +423,7 @@ impl Guard {
         }
         let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
         let mut findings = self.text_findings(&w, false);
-        if let Some((embedder, index)) = &self.semantic {
+        if let Some((embedder, index)) = self.semantic.as_ref().filter(|(_, index)| !index.is_empty()) {
             let p = self.params;
             let spans: Vec<Range<usize>> =
                 semantic::windows(w.len(), p.window_words, 3).into_iter().map(byte_span).collect();

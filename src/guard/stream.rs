@@ -161,7 +161,7 @@ impl StreamGuard {
         }
         let p = guard.params;
         let unchecked = self.words.len() - self.semantic_done;
-        if guard.has_semantic() && (unchecked >= p.stride_words || (at_end && unchecked > 0)) {
+        if guard.semantic_active() && (unchecked >= p.stride_words || (at_end && unchecked > 0)) {
             let len = self.words.len();
             let window = self.spans[len.saturating_sub(p.window_words)].start..self.spans[len - 1].end;
             let t = Instant::now();
