@@ -148,6 +148,10 @@ impl NgramIndex {
             return Self { params: self.params, segments };
         }
         while let Some(last) = segments.last() {
+            if last.exact.is_empty() {
+                segments.pop();
+                continue;
+            }
             if last.exact.len() > 2 * exact.len() {
                 break;
             }
