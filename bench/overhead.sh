@@ -6,8 +6,9 @@
 #   full10k  the same list with every layer on (the default configuration)
 #   full1k   1,000 documents + 300 terms, every layer on (embedding 10,000 documents at start-up
 #            takes about 1,300 CPU seconds with MiniLM on this machine)
-#   none1t, full1k1t  as none and full1k with CANDLE_NUM_THREADS=1 (no candle worker threads)
-#   e.g. CONFIGS="none none1t" OUT=target/bench/threads bench/overhead.sh
+#   none1t, none2t, full1k1t  as none and full1k with CANDLE_NUM_THREADS=1 or 2 (model threads
+#            per generation; the server's default is cores / max_concurrent_generations)
+#   e.g. CONFIGS="none2t none1t" OUT=target/bench/threads bench/overhead.sh
 # All servers run side by side (one fixed copy of the binary) and the load runs alternate
 # none, text10k, full10k, none, ... so machine noise hits every side alike. After each run the
 # script waits until the server's process is idle again (the exact audit runs off the request
@@ -66,7 +67,7 @@ start() {
   local port mport
   port=$(free_port); mport=$(free_port)
   local envs=()
-  [[ $name == *1t ]] && envs=(CANDLE_NUM_THREADS=1)  # candle's CPU ops on the calling thread only
+  [[ $name =~ ([0-9])t$ ]] && envs=(CANDLE_NUM_THREADS="${BASH_REMATCH[1]}")  # model threads per call
   env "${envs[@]}" "$OUT/lethe" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$mport" \
     --watch-forget false "$@" 2>"$OUT/$name.log" >/dev/null &
   PID[$name]=$!
@@ -105,7 +106,7 @@ else
       text10k) start text10k --forget "$LIST" --no-semantic ;;
       full10k) start full10k --forget "$LIST" ;;
       full1k) start full1k --forget "$LIST1K" ;;
-      none1t) start none1t ;;
+      none1t|none2t) start "$c" ;;
       full1k1t) start full1k1t --forget "$LIST1K" ;;
       *) echo "unknown config $c"; exit 1 ;;
     esac

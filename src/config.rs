@@ -23,6 +23,9 @@ pub struct Config {
     pub max_concurrent_generations: usize,
     /// Requests that may wait for a generation slot; beyond it RESOURCE_EXHAUSTED.
     pub max_queued_requests: usize,
+    /// CPU threads the model's matrix products use per call; 0 = the cores divided among the
+    /// generation slots (see `Config::threads_per_generation`).
+    pub threads_per_generation: usize,
     /// Upper limit a request may ask for in `max_new_tokens`.
     pub max_new_tokens_limit: u32,
     /// `max_new_tokens` when a request does not set it.
@@ -90,6 +93,7 @@ impl Default for Config {
             served_format: ServedFormat::default(),
             max_concurrent_generations: 2,
             max_queued_requests: 16,
+            threads_per_generation: 0,
             max_new_tokens_limit: 1024,
             default_max_new_tokens: 256,
             default_temperature: 0.7,
@@ -135,6 +139,9 @@ pub struct ServeArgs {
     /// Requests allowed to wait for a slot; more get RESOURCE_EXHAUSTED [default: 16].
     #[arg(long, env = "LETHE_MAX_QUEUED_REQUESTS")]
     pub max_queued_requests: Option<usize>,
+    /// CPU threads per model call; 0 = cores / max_concurrent_generations [default: 0].
+    #[arg(long, env = "LETHE_THREADS_PER_GENERATION")]
+    pub threads_per_generation: Option<usize>,
     /// Largest max_new_tokens a request may ask for [default: 1024].
     #[arg(long, env = "LETHE_MAX_NEW_TOKENS_LIMIT")]
     pub max_new_tokens_limit: Option<u32>,
@@ -222,6 +229,7 @@ impl Config {
             served_format,
             max_concurrent_generations,
             max_queued_requests,
+            threads_per_generation,
             max_new_tokens_limit,
             default_max_new_tokens,
             default_temperature,
@@ -269,6 +277,18 @@ impl Config {
         }
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Threads for candle's quantized matrix products. candle runs them on one process-wide
+    /// pool whose callers take turns, so two generations sharing it are no faster than one
+    /// (docs/benchmarks.md, "Threads per generation"). Auto splits the cores among the slots:
+    /// one slot gets every core (lowest latency), as many slots as cores get one each and run
+    /// side by side (highest throughput).
+    pub fn threads_per_generation(&self, cores: usize) -> usize {
+        match self.threads_per_generation {
+            0 => (cores / self.max_concurrent_generations).max(1),
+            n => n,
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -371,5 +391,19 @@ mod tests {
 
         let args = ServeArgs { default_temperature: Some(f32::NAN), ..Default::default() };
         assert!(Config::load(&args).is_err());
+    }
+
+    #[test]
+    fn threads_per_generation_splits_the_cores_among_the_slots() {
+        let cfg = |slots, threads| Config {
+            max_concurrent_generations: slots,
+            threads_per_generation: threads,
+            ..Default::default()
+        };
+        assert_eq!(cfg(1, 0).threads_per_generation(2), 2);
+        assert_eq!(cfg(2, 0).threads_per_generation(2), 1);
+        assert_eq!(cfg(2, 0).threads_per_generation(8), 4);
+        assert_eq!(cfg(4, 0).threads_per_generation(2), 1);
+        assert_eq!(cfg(2, 3).threads_per_generation(2), 3);
     }
 }

@@ -84,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => {
             let config = Config::load(&args)?;
             init_logging(config.log_format);
+            set_model_threads(&config);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
@@ -103,6 +104,24 @@ fn run(cli: Cli) -> Result<()> {
             .build()?
             .block_on(lethe::health_cli::run(&args)),
     }
+}
+
+/// Sets candle's thread count (it reads `CANDLE_NUM_THREADS` once, at its first quantized
+/// op) before any other thread exists. An explicit `CANDLE_NUM_THREADS` wins.
+fn set_model_threads(config: &Config) {
+    if let Ok(explicit) = std::env::var("CANDLE_NUM_THREADS") {
+        tracing::info!(threads = %explicit, "model threads per generation from CANDLE_NUM_THREADS");
+        return;
+    }
+    // candle's own default: RAYON_NUM_THREADS, else the machine's cores.
+    let cores = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = config.threads_per_generation(cores);
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    tracing::info!(threads, cores, slots = config.max_concurrent_generations, "model threads per generation");
 }
 
 /// The guard of an offline command: config file, forget list, embedder.
