@@ -106,19 +106,20 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Sets candle's thread count (it reads `CANDLE_NUM_THREADS` once, at its first quantized
-/// op) before any other thread exists. An explicit `CANDLE_NUM_THREADS` wins.
+/// Sets candle's thread counts before any other thread exists: `CANDLE_NUM_THREADS` (read once,
+/// at candle's first quantized op) from `threads_per_generation`, unless set explicitly, and
+/// `RAYON_NUM_THREADS`, unless set, to candle's own count of the cores. Without the latter,
+/// candle counts the cores anew from /proc/cpuinfo on every f32 matrix product (about 3% of
+/// the server's CPU with the semantic layer on, docs/benchmarks.md).
 fn set_model_threads(config: &Config) {
+    let cores = candle_core::utils::get_num_threads();
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
+    }
     if let Ok(explicit) = std::env::var("CANDLE_NUM_THREADS") {
-        tracing::info!(threads = %explicit, "model threads per generation from CANDLE_NUM_THREADS");
+        tracing::info!(threads = %explicit, cores, "model threads per generation from CANDLE_NUM_THREADS");
         return;
     }
-    // candle's own default: RAYON_NUM_THREADS, else the machine's cores.
-    let cores = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let threads = config.threads_per_generation(cores);
     std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     tracing::info!(threads, cores, slots = config.max_concurrent_generations, "model threads per generation");

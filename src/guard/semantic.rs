@@ -223,11 +223,26 @@ impl SemanticIndex {
     /// The best cosine similarity per entry over every indexed window (exact, no HNSW).
     pub fn brute_force(&self, embedding: &[f32]) -> Vec<(u32, f32)> {
         let mut best: std::collections::HashMap<u32, f32> = std::collections::HashMap::new();
+        let mut keep = |entry, sim: f32| {
+            let slot = best.entry(entry).or_insert(sim);
+            *slot = slot.max(sim);
+        };
         for s in &self.segments {
+            // An entry's windows are consecutive in a segment: one map update per run of them.
+            let mut run: Option<(u32, f32)> = None;
             for (v, &entry) in s.vectors.iter().zip(&s.window_entry) {
-                let sim: f32 = v.iter().zip(embedding).map(|(a, b)| a * b).sum();
-                let slot = best.entry(entry).or_insert(sim);
-                *slot = slot.max(sim);
+                let sim = dot(v, embedding);
+                match &mut run {
+                    Some((e, run_best)) if *e == entry => *run_best = run_best.max(sim),
+                    _ => {
+                        if let Some((e, sim)) = run.replace((entry, sim)) {
+                            keep(e, sim);
+                        }
+                    }
+                }
+            }
+            if let Some((e, sim)) = run {
+                keep(e, sim);
             }
         }
         best.into_iter().collect()
@@ -244,6 +259,20 @@ impl SemanticIndex {
         out.truncate(k);
         out
     }
+}
+
+/// Dot product over eight independent sums, which the compiler keeps in SIMD lanes (one running
+/// sum is a serial chain of additions it may not reorder).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let mut lanes = [0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
@@ -284,5 +313,31 @@ mod tests {
         assert_eq!(grown.nearest(&unit([0.0, 0.1, 1.0, 0.0]), 1, 16)[0].0, 10);
         assert_eq!(grown.nearest(&unit([1.0, 0.0, 0.0, 0.1]), 1, 16)[0].0, 7);
         assert_eq!(grown.len(), 4);
+    }
+
+    #[test]
+    fn brute_force_keeps_each_entrys_best_window() {
+        // 13 dimensions: the SIMD lanes and the remainder both count.
+        let v = |seed: u32| -> Vec<f32> {
+            let v: Vec<f32> = (0..13).map(|i| ((seed * 31 + i * 7) % 11) as f32 - 5.0).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter().map(|x| x / n).collect()
+        };
+        let windows = vec![(1, v(1)), (1, v(2)), (2, v(3)), (1, v(4)), (3, v(5)), (3, v(6))];
+        let query = v(9);
+        let idx = SemanticIndex::build(windows.clone());
+        let mut got = idx.brute_force(&query);
+        got.sort_by_key(|&(e, _)| e);
+        let naive = |entry: u32| {
+            windows
+                .iter()
+                .filter(|(e, _)| *e == entry)
+                .map(|(_, w)| w.iter().zip(&query).map(|(a, b)| a * b).sum::<f32>())
+                .fold(f32::MIN, f32::max)
+        };
+        assert_eq!(got.iter().map(|&(e, _)| e).collect::<Vec<_>>(), [1, 2, 3]);
+        for (entry, sim) in got {
+            assert!((sim - naive(entry)).abs() < 1e-5, "entry {entry}: {sim} vs {}", naive(entry));
+        }
     }
 }
