@@ -70,7 +70,18 @@ struct EvalArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // The offline commands print to stdout: a reader that stops early (`| head`) should end
+        // them as it ends any Unix tool, not make println! panic. Rust ignores SIGPIPE by default;
+        // the server keeps that (its sockets report EPIPE as an error).
+        #[cfg(unix)]
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lethe: {e:#}");

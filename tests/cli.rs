@@ -62,3 +62,25 @@ fn a_bad_forget_list_is_a_clear_error_without_its_text() {
     assert!(!ok);
     assert!(stderr.contains("line 1"), "{stderr}");
 }
+
+/// A reader that stops early (`lethe check --jsonl ... | head -1`) ends the command quietly, as it
+/// ends any Unix tool, instead of a panic on the broken pipe.
+#[test]
+#[cfg(unix)]
+fn closed_stdout_ends_the_command_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(["check", "--forget", LIST, "--no-semantic", "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line is written
+    let input = "{\"text\": \"nothing to see\"}\n".repeat(100);
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?} {stderr}", out.status);
+}
