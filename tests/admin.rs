@@ -344,7 +344,12 @@ async fn reload_model_swaps_the_model_while_requests_finish_on_the_old_one() {
     let mut client = server.client().await;
     let before = client.get_model_info(GetModelInfoRequest {}).await.unwrap().into_inner();
 
-    let long = GenerateRequest { prompt: "the".into(), max_new_tokens: Some(200), ..Default::default() };
+    let long = GenerateRequest {
+        prompt: "the".into(),
+        max_new_tokens: Some(200),
+        ignore_eos: true,
+        ..Default::default()
+    };
     let mut stream = client.generate_stream(long).await.unwrap().into_inner();
     let reply = admin
         .reload_model(ReloadModelRequest { path: other.to_str().unwrap().into() })

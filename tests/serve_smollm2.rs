@@ -1,7 +1,7 @@
 //! End-to-end: the real `lethe` binary serving the real SmolLM2-135M, called over gRPC.
 mod common;
 
-use common::{chat, greedy, smollm2, Server};
+use common::{chat, exactly, greedy, smollm2, Server};
 use lethe::proto::{FinishReason, GenerateRequest, GetModelInfoRequest, Verdict};
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -79,8 +79,9 @@ async fn stop_strings_and_length_limits_end_the_generation() {
     assert!(!stopped.text.contains(&stop));
     assert!(full.text.starts_with(&stopped.text));
 
-    let short =
-        client.generate(GenerateRequest { max_new_tokens: Some(3), ..base }).await.unwrap().into_inner();
+    // `min_new_tokens`: the limit, not the model's end-of-sequence, ends it.
+    let short = GenerateRequest { max_new_tokens: Some(3), min_new_tokens: Some(3), ..base };
+    let short = client.generate(short).await.unwrap().into_inner();
     assert_eq!(short.finish_reason, FinishReason::Length as i32);
     assert_eq!(short.usage.unwrap().completion_tokens, 3);
 }
@@ -147,6 +148,11 @@ async fn invalid_requests_get_invalid_argument_with_a_reason() {
         ("prompt beyond the context window", greedy(&"hello ".repeat(5000), 4)),
         ("request above the message limit", greedy(&"a".repeat(100_000), 4)),
         ("empty stop string", GenerateRequest { stop: vec![String::new()], ..ok.clone() }),
+        ("min_new_tokens above max_new_tokens", GenerateRequest { min_new_tokens: Some(5), ..ok.clone() }),
+        (
+            "ignore_eos and min_new_tokens",
+            GenerateRequest { ignore_eos: true, min_new_tokens: Some(2), ..ok.clone() },
+        ),
     ];
     for (name, req) in cases {
         let unary = client.generate(req.clone()).await.expect_err(name);
@@ -166,7 +172,7 @@ async fn a_full_queue_gets_resource_exhausted() {
     let mut calls = Vec::new();
     for _ in 0..5 {
         let mut client = server.client().await;
-        calls.push(tokio::spawn(async move { client.generate(greedy("Once upon a time", 48)).await }));
+        calls.push(tokio::spawn(async move { client.generate(exactly("Once upon a time", 48)).await }));
     }
     let mut codes = Vec::new();
     for call in calls {
@@ -181,12 +187,12 @@ async fn a_full_queue_gets_resource_exhausted() {
 async fn a_short_deadline_gets_deadline_exceeded() {
     let server = Server::start(&smollm2(), &[]).await;
     let mut client = server.client().await;
-    let mut req = tonic::Request::new(greedy("Tell me a long story.", 400));
+    let mut req = tonic::Request::new(exactly("Tell me a long story.", 400));
     req.set_timeout(Duration::from_millis(400));
     let err = client.generate(req).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
 
-    let mut req = tonic::Request::new(greedy("Tell me a long story.", 400));
+    let mut req = tonic::Request::new(exactly("Tell me a long story.", 400));
     req.set_timeout(Duration::from_millis(600));
     let mut stream = client.generate_stream(req).await.unwrap().into_inner();
     let mut status = None;
@@ -205,7 +211,7 @@ async fn a_dropped_stream_stops_its_generation() {
         Server::start(&smollm2(), &["--max-concurrent-generations", "1", "--max-queued-requests", "0"]).await;
     let mut client = server.client().await;
     let mut stream =
-        client.generate_stream(greedy("Tell me a long story.", 1000)).await.unwrap().into_inner();
+        client.generate_stream(exactly("Tell me a long story.", 1000)).await.unwrap().into_inner();
     stream.next().await.unwrap().unwrap();
     drop(stream);
     // With one slot and no queue, the next request is only admitted once the dropped
@@ -227,7 +233,7 @@ async fn a_dropped_stream_stops_its_generation() {
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let mut server = Server::start(&smollm2(), &["--drain-timeout-secs", "60"]).await;
     let mut client = server.client().await;
-    let mut stream = client.generate_stream(greedy("Once upon a time", 40)).await.unwrap().into_inner();
+    let mut stream = client.generate_stream(exactly("Once upon a time", 40)).await.unwrap().into_inner();
     stream.next().await.unwrap().unwrap();
     common::send_signal(server.pid(), "TERM");
     let mut last = None;

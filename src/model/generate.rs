@@ -49,6 +49,8 @@ pub struct Generator<'m> {
     prompt_len: usize,
     /// Tokens already in the KV cache.
     cached: usize,
+    /// End-of-sequence is masked until this many tokens were generated.
+    min_new_tokens: usize,
     decoder: TextDecoder,
 }
 
@@ -62,8 +64,15 @@ impl<'m> Generator<'m> {
             tokens: prompt,
             prompt_len,
             cached: 0,
+            min_new_tokens: 0,
             decoder: TextDecoder::new(prompt_len),
         }
+    }
+
+    /// Masks end-of-sequence until `n` tokens were generated (`usize::MAX`: never end), so the
+    /// output's length does not depend on the model's choices.
+    pub fn with_min_new_tokens(self, n: usize) -> Self {
+        Self { min_new_tokens: n, ..self }
     }
 
     pub fn prompt_tokens(&self) -> usize {
@@ -80,22 +89,16 @@ impl<'m> Generator<'m> {
     /// token is sampled again (MemFree's decode-time masking), and the step reports `masked`.
     pub fn step(&mut self, forbidden: impl FnOnce(&[u32]) -> Vec<u32>) -> Result<Step> {
         let input = Tensor::new(&self.tokens[self.cached..], &Device::Cpu)?.unsqueeze(0)?;
-        let logits = self.weights.forward(&input, self.cached)?.squeeze(0)?;
+        let mut logits = self.weights.forward(&input, self.cached)?.squeeze(0)?;
         self.cached = self.tokens.len();
+        if self.generated().len() < self.min_new_tokens {
+            logits = without(&logits, &self.model.eos_tokens)?;
+        }
         let mut id = self.sampler.sample(&logits)?;
         let banned = forbidden(&self.tokens);
         let masked = banned.contains(&id);
         if masked {
-            let mut values: Vec<f32> = logits.to_vec1()?;
-            for &b in &banned {
-                if let Some(v) = values.get_mut(b as usize) {
-                    *v = f32::NEG_INFINITY;
-                }
-            }
-            if values.iter().all(|v| *v == f32::NEG_INFINITY) {
-                anyhow::bail!("every token was masked");
-            }
-            id = self.sampler.sample(&Tensor::new(values, &Device::Cpu)?)?;
+            id = self.sampler.sample(&without(&logits, &banned)?)?;
         }
         if self.model.eos_tokens.contains(&id) {
             return Ok(Step::Eos);
@@ -109,6 +112,20 @@ impl<'m> Generator<'m> {
     pub fn flush(&mut self) -> Result<String> {
         self.decoder.flush(self.model, &self.tokens)
     }
+}
+
+/// `logits` with the `ids` set to minus infinity, so they cannot be sampled.
+fn without(logits: &Tensor, ids: &[u32]) -> Result<Tensor> {
+    let mut values: Vec<f32> = logits.to_vec1()?;
+    for &id in ids {
+        if let Some(v) = values.get_mut(id as usize) {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    if values.iter().all(|v| *v == f32::NEG_INFINITY) {
+        anyhow::bail!("every token was masked");
+    }
+    Ok(Tensor::new(values, &Device::Cpu)?)
 }
 
 /// Streaming detokenizer: byte-level BPE tokens can end inside a multi-byte character, and
@@ -227,6 +244,40 @@ mod tests {
         let Step::Token { id, masked, .. } = g.step(|_| vec![first + 1]).unwrap() else { panic!("EOS") };
         assert!(!masked);
         assert_eq!(id, first);
+    }
+
+    #[test]
+    fn min_new_tokens_masks_end_of_sequence_without_reporting_a_mask() {
+        let (_dir, model) = tiny();
+        let prompt = model.encode("the cat").unwrap();
+        let greedy = Sampling { temperature: 0.0, top_p: None, top_k: None, seed: 0 };
+        let eos = &model.eos_tokens;
+        // Leave end-of-sequence and one other token `k` to choose from; find a `k` the model
+        // ranks below end-of-sequence, so that without a minimum it ends.
+        let all_but = |k: u32| -> Vec<u32> {
+            (0..model.info.vocab_size as u32).filter(|t| *t != k && !eos.contains(t)).collect()
+        };
+        let k = (0..model.info.vocab_size as u32)
+            .filter(|t| !eos.contains(t))
+            .find(|&k| {
+                let mut g = Generator::new(&model, prompt.clone(), &greedy);
+                g.step(|_| all_but(k)).unwrap() == Step::Eos
+            })
+            .expect("some token ranks below end-of-sequence");
+        let mut g = Generator::new(&model, prompt.clone(), &greedy).with_min_new_tokens(1);
+        let Step::Token { id, .. } = g.step(|_| all_but(k)).unwrap() else {
+            panic!("end-of-sequence before min_new_tokens")
+        };
+        assert_eq!(id, k);
+        // Masking end-of-sequence is not decode-time masking of forgotten content.
+        let mut long = Generator::new(&model, prompt, &greedy).with_min_new_tokens(usize::MAX);
+        for _ in 0..20 {
+            match long.step(|_| Vec::new()).unwrap() {
+                Step::Token { masked, .. } => assert!(!masked),
+                Step::Eos => panic!("end-of-sequence despite min_new_tokens"),
+            }
+        }
+        assert_eq!(long.generated().len(), 20);
     }
 
     #[test]

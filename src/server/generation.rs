@@ -43,7 +43,8 @@ pub fn run(
 ) {
     let started = Instant::now();
     let send = |ev: Event| tx.blocking_send(ev).is_ok();
-    let mut generator = Generator::new(model, job.prompt_ids.clone(), &job.sampling);
+    let mut generator =
+        Generator::new(model, job.prompt_ids.clone(), &job.sampling).with_min_new_tokens(job.min_new_tokens);
     let mut stop = StopFilter::new(&job.stop);
     let mut stream = StreamGuard::new(guard.clone());
     let mut last_token_at = None;

@@ -13,6 +13,8 @@ pub struct Job {
     pub model_name: String,
     pub prompt_ids: Vec<u32>,
     pub max_new_tokens: usize,
+    /// End-of-sequence is masked until this many tokens were generated (`ignore_eos`: all).
+    pub min_new_tokens: usize,
     pub sampling: Sampling,
     pub stop: Vec<String>,
 }
@@ -69,6 +71,18 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
             cfg.max_new_tokens_limit
         )));
     }
+    let min_new_tokens = match (req.ignore_eos, req.min_new_tokens) {
+        (true, Some(n)) if n > 0 => {
+            return Err(invalid("set `ignore_eos` or `min_new_tokens`, not both"));
+        }
+        (true, _) => max_new_tokens,
+        (false, n) => n.unwrap_or(0),
+    };
+    if min_new_tokens > max_new_tokens {
+        return Err(invalid(format!(
+            "min_new_tokens ({min_new_tokens}) must not exceed max_new_tokens ({max_new_tokens})"
+        )));
+    }
     let temperature = req.temperature.unwrap_or(cfg.default_temperature);
     if !temperature.is_finite() || temperature < 0.0 {
         return Err(invalid(format!(
@@ -102,6 +116,7 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
         request_id: if req.request_id.is_empty() { new_request_id() } else { truncate(&req.request_id, 128) },
         prompt_ids,
         max_new_tokens,
+        min_new_tokens: (min_new_tokens as usize).min(max_new_tokens),
         sampling: Sampling {
             temperature: temperature as f64,
             top_p: req.top_p.filter(|p| *p < 1.0).map(f64::from),

@@ -131,6 +131,14 @@ pub fn greedy(prompt: &str, max_new_tokens: u32) -> lethe::proto::GenerateReques
     }
 }
 
+/// A greedy raw-prompt request that generates exactly `new_tokens` tokens whatever the model
+/// would say (`ignore_eos`): for tests whose point is duration, cancellation, deadlines,
+/// queueing or draining. Greedy tokens differ between CPUs whose kernels differ (AVX2 and
+/// AVX-512 VNNI hosts), so such tests must not hope the model talks long enough.
+pub fn exactly(prompt: &str, new_tokens: u32) -> lethe::proto::GenerateRequest {
+    lethe::proto::GenerateRequest { ignore_eos: true, ..greedy(prompt, new_tokens) }
+}
+
 /// A chat turn with an explicit system message: SmolLM2-135M (Q4_1) answers oddly under the
 /// default system prompt its template inserts, and well under this one.
 pub fn chat(user: &str, max_new_tokens: u32) -> lethe::proto::GenerateRequest {
