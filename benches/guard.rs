@@ -12,7 +12,7 @@ use lethe::forget::Entry;
 use lethe::guard::ngram::{self, NgramIndex, NgramParams};
 use lethe::guard::stream::StreamGuard;
 use lethe::guard::terms::TermIndex;
-use lethe::guard::{normalize, Guard, GuardConfig};
+use lethe::guard::{normalize, CheckParams, Guard, GuardConfig};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -199,10 +199,20 @@ fn whole_guard(c: &mut Criterion, d: &Data) {
     });
     g.throughput(Throughput::Elements(outputs.len() as u64));
     g.bench_function("check_per_output", |b| {
-        b.iter(|| outputs.iter().map(|o| guard.check(black_box(o), &[]).expect("check").len()).sum::<usize>())
+        b.iter(|| {
+            outputs
+                .iter()
+                .map(|o| guard.check(black_box(o), CheckParams::default()).expect("check").len())
+                .sum::<usize>()
+        })
     });
     g.bench_function("exact_audit_per_output", |b| {
-        b.iter(|| outputs.iter().map(|o| guard.audit(black_box(o)).expect("audit").len()).sum::<usize>())
+        b.iter(|| {
+            outputs
+                .iter()
+                .map(|o| guard.check(black_box(o), CheckParams::EXACT).expect("audit").len())
+                .sum::<usize>()
+        })
     });
     g.finish();
 

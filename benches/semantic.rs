@@ -13,7 +13,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use lethe::guard::semantic::{Embedder, SemanticIndex};
 use lethe::guard::stream::StreamGuard;
-use lethe::guard::{Guard, GuardConfig};
+use lethe::guard::{CheckParams, Guard, GuardConfig};
 use rand::SeedableRng;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -118,9 +118,11 @@ fn all_layers(c: &mut Criterion, e: Arc<Embedder>, vocab: &[String]) {
     let mut g = c.benchmark_group(format!("guard_all_layers_eval_list_{words}_word_output"));
     g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Elements(1));
-    g.bench_function("check_per_output", |b| b.iter(|| guard.check(black_box(&output), &[]).expect("check")));
+    g.bench_function("check_per_output", |b| {
+        b.iter(|| guard.check(black_box(&output), CheckParams::default()).expect("check"))
+    });
     g.bench_function("exact_audit_per_output", |b| {
-        b.iter(|| guard.audit(black_box(&output)).expect("audit"))
+        b.iter(|| guard.check(black_box(&output), CheckParams::EXACT).expect("audit"))
     });
     let pieces: Vec<String> = output.split_inclusive(' ').map(str::to_string).collect();
     g.throughput(Throughput::Elements(pieces.len() as u64));

@@ -6,10 +6,11 @@
 //!     cargo run --release --example reload_scale -- [--semantic] 1000 10000 100000
 //!
 //! Documents are synthetic: 40 words drawn from a 3,000-word vocabulary with a fixed seed.
-use lethe::forget::live::Live;
 use lethe::forget::store::Mutation;
+use lethe::forget::SetPolicy;
 use lethe::forget::{Entry, Kind};
-use lethe::guard::{semantic::Embedder, GuardConfig, SetPolicy};
+use lethe::guard::{semantic::Embedder, GuardConfig};
+use lethe::live::Live;
 use lethe::model::{Model, ServedFormat};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;

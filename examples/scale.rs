@@ -13,9 +13,10 @@
 //! vocabulary of `eval/*.jsonl`, plus 300 two-word pseudo-name terms with an e-mail alias.
 //! Check texts: 20 texts of about 100 vocabulary words (no copy) and 10 that carry a 20-word
 //! verbatim run of one of the first ten documents, each checked `--passes` times.
-use lethe::forget::live::Live;
 use lethe::forget::store::Mutation;
-use lethe::guard::{semantic::Embedder, GuardConfig, SetPolicy};
+use lethe::forget::SetPolicy;
+use lethe::guard::{semantic::Embedder, CheckParams, GuardConfig};
+use lethe::live::Live;
 use lethe::model::{Model, ServedFormat};
 use serde_json::json;
 use std::sync::Arc;
@@ -88,11 +89,11 @@ async fn main() -> anyhow::Result<()> {
     let texts = synth::outputs(20, 10, 500, &vocab);
     let mut lat: Vec<Duration> = Vec::new();
     let mut matched = 0;
-    guard.check(&texts[0], &[])?; // warm-up
+    guard.check(&texts[0], CheckParams::default())?; // warm-up
     for _ in 0..passes {
         for text in &texts {
             let t = Instant::now();
-            let findings = guard.check(text, &[])?;
+            let findings = guard.check(text, CheckParams::default())?;
             lat.push(t.elapsed());
             matched += usize::from(!findings.is_empty());
         }
@@ -100,7 +101,8 @@ async fn main() -> anyhow::Result<()> {
     lat.sort();
     let q =
         |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1].as_secs_f64() * 1e3;
-    let (ngrams, term_fps, _, vectors) = guard.index_sizes();
+    let sizes = guard.index_sizes();
+    let (ngrams, term_fps, vectors) = (sizes.ngrams, sizes.terms, sizes.vectors);
     let report = json!({
         "documents": docs,
         "terms": terms,

@@ -1,5 +1,6 @@
 //! One configuration struct, filled from (lowest to highest precedence) built-in defaults, a
 //! TOML file, `LETHE_*` environment variables and command-line flags.
+use crate::forget::StoreMode;
 use crate::guard::GuardConfig;
 use crate::model::ServedFormat;
 use anyhow::{Context, Result};
@@ -62,18 +63,6 @@ pub struct Config {
     /// PEM CA of client certificates (mTLS): a client presenting a certificate it signed may
     /// call ForgetAdmin without a token. Clients without a certificate are still accepted.
     pub tls_client_ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreMode {
-    /// Entries as given (text, aliases): indexes can be rebuilt with any parameters.
-    #[default]
-    Text,
-    /// Only derived fingerprints (n-gram and term hashes, token n-grams, embeddings): the
-    /// store holds no forgotten text, but its entries only fit the parameters they were
-    /// derived with (n-gram length, normalization, embedder, windows, tokenizer).
-    Fingerprints,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -322,42 +311,7 @@ impl Config {
             self.forget_store == StoreMode::Text || self.data_dir.is_some(),
             "forget_store = \"fingerprints\" needs a data_dir for the store"
         );
-        let g = &self.guard;
-        anyhow::ensure!(
-            g.ngram.n >= 1 && g.ngram.run >= 1,
-            "guard.ngram.n and guard.ngram.run must be at least 1"
-        );
-        anyhow::ensure!(
-            g.ngram.window >= g.ngram.min_hits && g.ngram.min_hits >= 1,
-            "guard.ngram.min_hits must be between 1 and guard.ngram.window"
-        );
-        anyhow::ensure!(
-            g.ngram.bloom_fp_rate > 0.0 && g.ngram.bloom_fp_rate < 1.0,
-            "guard.ngram.bloom_fp_rate must be in (0, 1)"
-        );
-        anyhow::ensure!(g.token_ngram >= 2, "guard.token_ngram must be at least 2");
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&g.audit_sample_rate),
-            "guard.audit_sample_rate must be between 0 and 1"
-        );
-        anyhow::ensure!(
-            g.semantic.window_words >= 1 && g.semantic.stride_words >= 1,
-            "guard.semantic.window_words and stride_words must be at least 1"
-        );
-        for (name, policy) in std::iter::once(("default_policy", &g.default_policy))
-            .chain(g.sets.iter().map(|(n, p)| (n.as_str(), p)))
-        {
-            if let Some(t) = policy.semantic_threshold {
-                anyhow::ensure!(
-                    (-1.0..=1.0).contains(&t),
-                    "guard.sets.{name}.semantic_threshold must be in [-1, 1]"
-                );
-            }
-        }
-        for name in g.sets.keys() {
-            crate::forget::valid_set_name(name).context("guard.sets")?;
-        }
-        Ok(())
+        self.guard.validate()
     }
 }
 

@@ -4,8 +4,7 @@
 //! people's names) that are not in the list. Prints recall per category, the false-positive
 //! rate, and the semantic layer's precision/recall at a sweep of thresholds.
 use crate::forget::{Entry, Kind};
-use crate::guard::{Guard, GuardConfig};
-use crate::proto::Layer;
+use crate::guard::{CheckParams, Guard, GuardConfig, Layer};
 use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -199,7 +198,7 @@ pub fn run(entries: &[Entry], dir: &Path, cfg: &GuardConfig, guard: &Guard, verb
     let sweep_guard =
         guard.has_semantic().then(|| guard.rebuild_with(entries, &sweep_guard_cfg)).transpose()?;
     for case in &cases {
-        let findings = guard.check(&case.text, &[])?;
+        let findings = guard.check(&case.text, CheckParams::default())?;
         let t = tallies.entry(case.category).or_default();
         t.cases += 1;
         let relevant: Vec<_> = findings
@@ -209,20 +208,20 @@ pub fn run(entries: &[Entry], dir: &Path, cfg: &GuardConfig, guard: &Guard, verb
         if verbose && (relevant.is_empty() == case.expect.is_some()) {
             let what: Vec<String> = findings
                 .iter()
-                .map(|f| format!("{}:{}:{:.3}", guard.entry_id(f.entry), layer_name(f.layer), f.score))
+                .map(|f| format!("{}:{}:{:.3}", guard.entry_id(f.entry), f.layer.as_str(), f.score))
                 .collect();
             eprintln!("{} {:?} [{}] {:?}", case.category, case.expect, what.join(" "), case.text);
         }
         if !relevant.is_empty() {
             t.caught += 1;
             for f in relevant {
-                *t.by_layer.entry(layer_name(f.layer)).or_default() += 1;
+                *t.by_layer.entry(f.layer.as_str()).or_default() += 1;
             }
         }
         if let Some(sg) = &sweep_guard {
             if case.category == "paraphrase" || case.category == "benign" {
                 let best = sg
-                    .check(&case.text, &[])?
+                    .check(&case.text, CheckParams::default())?
                     .iter()
                     .filter(|f| f.layer == Layer::Semantic)
                     .filter(|f| case.expect.as_ref().is_none_or(|id| sg.entry_id(f.entry) == id))
@@ -272,13 +271,4 @@ pub fn run(entries: &[Entry], dir: &Path, cfg: &GuardConfig, guard: &Guard, verb
         }
     }
     Ok(report)
-}
-
-fn layer_name(l: Layer) -> &'static str {
-    match l {
-        Layer::Ngram => "ngram",
-        Layer::Term => "term",
-        Layer::Semantic => "semantic",
-        Layer::Unspecified => "?",
-    }
 }

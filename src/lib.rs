@@ -1,11 +1,11 @@
 //! Lethe: a gRPC model-serving guard that makes forgetting real at two depths — unlearning in
 //! the weights and a runtime suppression layer on every generation.
-pub mod admin_cli;
+pub mod cli;
 pub mod config;
 pub mod eval;
 pub mod forget;
 pub mod guard;
-pub mod health_cli;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod server;

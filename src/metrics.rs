@@ -1,5 +1,6 @@
-//! Every metric Lethe exports, by name, in one place. Labels are of bounded cardinality:
-//! never request ids, prompt text or forgotten content.
+//! Every metric Lethe exports, by name, in one place. A leaf: callers pass plain labels and
+//! numbers. Labels are of bounded cardinality: never request ids, prompt text or forgotten
+//! content.
 use anyhow::{Context, Result};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -117,9 +118,9 @@ pub fn install(listen: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-pub fn request_done(method: &'static str, error: Option<&tonic::Status>, elapsed: Duration) {
-    let code = error.map_or(tonic::Code::Ok, tonic::Status::code);
-    counter!(REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
+/// A finished RPC: `method` and `code` (the gRPC status name) come from the telemetry layer.
+pub fn request_done(method: &'static str, code: &'static str, elapsed: Duration) {
+    counter!(REQUESTS, "method" => method, "code" => code).increment(1);
     histogram!(REQUEST_DURATION, "method" => method).record(elapsed.as_secs_f64());
 }
 
@@ -135,8 +136,8 @@ pub fn queue_time(d: Duration) {
     histogram!(QUEUE_TIME).record(d.as_secs_f64());
 }
 
-/// Counts a running generation until the returned guard is dropped.
-pub fn running_guard() -> impl Drop {
+/// Counts a running generation until the returned value is dropped.
+pub fn running_generation() -> impl Drop {
     struct Running;
     impl Drop for Running {
         fn drop(&mut self) {
@@ -164,17 +165,12 @@ pub fn request_cancelled() {
     counter!(CANCELLED).increment(1);
 }
 
-pub fn generation_outcome(outcome: crate::server::generation::Outcome) {
-    counter!(GENERATIONS, "outcome" => outcome.as_str()).increment(1);
+/// A finished generation by outcome: clean, suppressed, blocked or leaked.
+pub fn generation_outcome(outcome: &'static str) {
+    counter!(GENERATIONS, "outcome" => outcome).increment(1);
 }
 
-pub fn guard_match(set: &str, layer: crate::proto::Layer, action: crate::guard::Action) {
-    let layer = layer_name(layer);
-    let action = match action {
-        crate::guard::Action::Block => "block",
-        crate::guard::Action::Mask => "mask",
-        crate::guard::Action::Monitor => "monitor",
-    };
+pub fn guard_match(set: &str, layer: &'static str, action: &'static str) {
     counter!(GUARD_MATCHES, "forget_set" => set.to_string(), "layer" => layer, "action" => action)
         .increment(1);
 }
@@ -191,21 +187,27 @@ pub fn prompt_with_forgotten_content(set: &str) {
     counter!(PROMPTS_WITH_FORGOTTEN, "forget_set" => set.to_string()).increment(1);
 }
 
-pub fn reloaded(seconds: f64, guard: &crate::guard::Guard) {
+/// A snapshot was swapped in: its version, content hash (hex) and entries per set.
+pub fn reloaded<'a>(
+    seconds: f64,
+    version: u64,
+    content_hash: &str,
+    entries: impl Iterator<Item = (&'a str, usize)>,
+) {
     counter!(RELOADS, "result" => "success").increment(1);
     histogram!(RELOAD_DURATION).record(seconds);
-    gauge!(SNAPSHOT_VERSION).set(guard.version as f64);
+    gauge!(SNAPSHOT_VERSION).set(version as f64);
     // 48 bits fit a float exactly.
-    let fingerprint = u64::from_str_radix(&guard.content_hash[..12], 16).unwrap_or(0);
+    let fingerprint = content_hash.get(..12).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
     gauge!(CONTENT_FINGERPRINT).set(fingerprint as f64);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     gauge!(LAST_RELOAD).set(now.as_secs_f64());
-    for (set, stats) in guard.stats() {
+    for (set, count) in entries {
         // Leak counters exist at 0 before the first leak, so `increase()` sees that leak.
         for reason in LEAK_REASONS {
-            counter!(LEAKS, "forget_set" => set.clone(), "reason" => reason).increment(0);
+            counter!(LEAKS, "forget_set" => set.to_string(), "reason" => reason).increment(0);
         }
-        gauge!(FORGET_ENTRIES, "forget_set" => set).set(stats.entries as f64);
+        gauge!(FORGET_ENTRIES, "forget_set" => set.to_string()).set(count as f64);
     }
 }
 
@@ -227,8 +229,8 @@ pub fn audited() {
     counter!(AUDIT_OUTPUTS).increment(1);
 }
 
-pub fn audit_disagreement(layer: crate::proto::Layer) {
-    counter!(AUDIT_DISAGREEMENTS, "layer" => layer_name(layer)).increment(1);
+pub fn audit_disagreement(layer: &'static str) {
+    counter!(AUDIT_DISAGREEMENTS, "layer" => layer).increment(1);
 }
 
 pub fn audit_dropped() {
@@ -247,38 +249,6 @@ pub fn model_info(name: &str, served_format: &str) {
     *served = Some((name.to_string(), served_format.to_string()));
 }
 
-pub fn layer_name(layer: crate::proto::Layer) -> &'static str {
-    match layer {
-        crate::proto::Layer::Ngram => "ngram",
-        crate::proto::Layer::Term => "term",
-        crate::proto::Layer::Semantic => "semantic",
-        crate::proto::Layer::Unspecified => "unspecified",
-    }
-}
-
 pub fn reload_failed() {
     counter!(RELOADS, "result" => "failure").increment(1);
-}
-
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
 }

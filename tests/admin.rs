@@ -403,3 +403,51 @@ async fn an_inference_token_guards_inference_but_not_health() {
     assert!(!authed.check(req).await.unwrap().into_inner().matched);
     assert!(!server.logs().contains(INFERENCE));
 }
+
+#[tokio::test]
+async fn every_rpc_is_counted_by_method_and_code_rejections_and_streams_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let server = start(&model, &dir.path().join("data"), &[]).await;
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    admin_client(&server, None).await.list_sets(ListSetsRequest {}).await.unwrap_err();
+    admin.list_sets(ListSetsRequest {}).await.unwrap();
+    admin.status(StatusRequest {}).await.unwrap();
+    let mut client = server.client().await;
+    client.get_model_info(GetModelInfoRequest {}).await.unwrap();
+    let invalid = GenerateRequest { prompt: "the".into(), max_new_tokens: Some(0), ..Default::default() };
+    client.generate_stream(invalid).await.unwrap_err();
+    let req = GenerateRequest {
+        prompt: "the".into(),
+        max_new_tokens: Some(6),
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let mut stream = client.generate_stream(req).await.unwrap().into_inner();
+    use tokio_stream::StreamExt;
+    while stream.next().await.is_some() {}
+    let count = |metrics: &str, method: &str, code: &str| {
+        let parts = ["lethe_requests_total{", &format!("method=\"{method}\""), &format!("code=\"{code}\"")];
+        metric_value(metrics, &parts)
+    };
+    // The stream's status is counted at its end, after the client has read it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut metrics = scrape(&server.metrics_addr);
+    while count(&metrics, "GenerateStream", "OK") < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        metrics = scrape(&server.metrics_addr);
+    }
+    let requests: Vec<&str> = metrics.lines().filter(|l| l.starts_with("lethe_requests_total")).collect();
+    for (method, code) in [
+        ("ListSets", "UNAUTHENTICATED"),
+        ("ListSets", "OK"),
+        ("Status", "OK"),
+        ("GetModelInfo", "OK"),
+        ("GenerateStream", "INVALID_ARGUMENT"),
+        ("GenerateStream", "OK"),
+    ] {
+        assert_eq!(count(&metrics, method, code), 1.0, "{method} {code}: {requests:#?}");
+    }
+    assert!(count(&metrics, "Health/Check", "OK") >= 1.0, "the harness's start-up probe: {requests:#?}");
+    assert_eq!(count(&metrics, "GenerateStream", "CANCELLED"), 0.0, "{requests:#?}");
+}

@@ -127,7 +127,7 @@ async fn block_mask_and_monitor_on_a_copied_passage() {
         fingerprints: None,
     }];
     let mut mask_cfg = cfg.clone();
-    mask_cfg.default_policy.action = lethe::guard::Action::Mask;
+    mask_cfg.default_policy.action = lethe::forget::Action::Mask;
     let guard = lethe::guard::Guard::build(&entries, &mask_cfg, Some(&model), None, 1).unwrap();
     let out_tokens = model.encode(&masked.text).unwrap();
     assert!(!guard.contains_forgotten_tokens(&out_tokens), "forgotten token n-gram in {:?}", masked.text);

@@ -9,10 +9,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-pub mod live;
+pub mod fingerprints;
+pub mod policy;
 pub mod store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub use fingerprints::{Fingerprints, TokenGrams};
+pub use policy::{Action, SetPolicy};
+pub use store::StoreMode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Text to forget verbatim, near-verbatim and paraphrased (n-gram and semantic layers).
@@ -32,13 +37,25 @@ pub struct Entry {
     pub aliases: Vec<String>,
     /// Set (and `text` empty) when the fingerprint-only store keeps the entry: what the
     /// indexes need of the text, without the text.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::guard::derive::shared")]
-    pub fingerprints: Option<std::sync::Arc<crate::guard::derive::Fingerprints>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "fingerprints::shared")]
+    pub fingerprints: Option<std::sync::Arc<Fingerprints>>,
 }
 
 const MAX_ID_LEN: usize = 256;
 
 impl Entry {
+    /// A `document` entry with its text (no aliases, no fingerprints).
+    pub fn document(set: &str, id: &str, text: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            set: set.into(),
+            kind: Kind::Document,
+            text: text.into(),
+            aliases: vec![],
+            fingerprints: None,
+        }
+    }
+
     /// Checks what serde cannot: non-empty fields and names usable as metric labels.
     pub fn validate(&self) -> Result<()> {
         if self.id.is_empty() || self.id.len() > MAX_ID_LEN {
@@ -51,13 +68,13 @@ impl Entry {
             }
             return Ok(());
         }
-        if super::guard::normalize::words(&self.text).is_empty() {
+        if crate::guard::normalize::words(&self.text).is_empty() {
             bail!("entry {:?}: `text` has no words", self.id);
         }
         if self.kind == Kind::Document && !self.aliases.is_empty() {
             bail!("entry {:?}: `aliases` are for terms only", self.id);
         }
-        if self.aliases.iter().any(|a| super::guard::normalize::words(a).is_empty()) {
+        if self.aliases.iter().any(|a| crate::guard::normalize::words(a).is_empty()) {
             bail!("entry {:?}: an alias has no words", self.id);
         }
         Ok(())

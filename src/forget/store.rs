@@ -4,13 +4,26 @@
 //! verified; a torn or corrupt record is an error that names its line, never a silently
 //! shorter list. Files are created 0600 in a 0700 directory: the log holds forgotten text.
 use super::Entry;
-use crate::guard::SetPolicy;
+use super::SetPolicy;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// What the durable store keeps of an entry (`forget_store` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreMode {
+    /// Entries as given (text, aliases): indexes can be rebuilt with any parameters.
+    #[default]
+    Text,
+    /// Only derived fingerprints (n-gram and term hashes, token n-grams, embeddings): the
+    /// store holds no forgotten text, but its entries only fit the parameters they were
+    /// derived with (n-gram length, normalization, embedder, windows, tokenizer).
+    Fingerprints,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

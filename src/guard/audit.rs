@@ -3,8 +3,7 @@
 //! output window (stride 3 words) against every forget vector (no HNSW). What it finds that the
 //! fast path did not report reached a client: it is counted as leaked (reason `audit`), and as
 //! a disagreement of the layer that missed it.
-use super::{Finding, Guard};
-use crate::proto::Layer;
+use super::{CheckParams, Finding, Guard, Layer};
 use std::collections::HashSet;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -55,7 +54,7 @@ impl Auditor {
 
 fn audit(job: &Job) {
     crate::metrics::audited();
-    let findings = match job.guard.audit(&job.text) {
+    let findings = match job.guard.check(&job.text, CheckParams::EXACT) {
         Ok(f) => f,
         Err(e) => {
             crate::metrics::guard_error();
@@ -67,7 +66,7 @@ fn audit(job: &Job) {
         findings.iter().filter(|f| !job.reported.contains(&(f.entry, f.layer))).collect();
     let mut leaked_sets = HashSet::new();
     for f in &missed {
-        crate::metrics::audit_disagreement(f.layer);
+        crate::metrics::audit_disagreement(f.layer.as_str());
         if !job.reported.iter().any(|(entry, _)| *entry == f.entry) {
             leaked_sets.insert(job.guard.set_name(f.entry).to_string());
         }

@@ -33,6 +33,22 @@ impl Default for NgramParams {
     }
 }
 
+impl NgramParams {
+    /// The invariants matching relies on (`[guard.ngram]`).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.n >= 1 && self.run >= 1, "guard.ngram.n and guard.ngram.run must be at least 1");
+        anyhow::ensure!(
+            self.window >= self.min_hits && self.min_hits >= 1,
+            "guard.ngram.min_hits must be between 1 and guard.ngram.window"
+        );
+        anyhow::ensure!(
+            self.bloom_fp_rate > 0.0 && self.bloom_fp_rate < 1.0,
+            "guard.ngram.bloom_fp_rate must be in (0, 1)"
+        );
+        Ok(())
+    }
+}
+
 pub fn fingerprint<S: AsRef<str>>(words: &[S]) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for w in words {

@@ -30,6 +30,17 @@ impl Default for SemanticParams {
     }
 }
 
+impl SemanticParams {
+    /// The invariants windowing relies on (`[guard.semantic]`).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.window_words >= 1 && self.stride_words >= 1,
+            "guard.semantic.window_words and stride_words must be at least 1"
+        );
+        Ok(())
+    }
+}
+
 /// Sentence embedder: BERT-family safetensors + tokenizer.json + config.json in one folder.
 pub struct Embedder {
     model: BertModel,

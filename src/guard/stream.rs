@@ -2,8 +2,8 @@
 //! guard has cleared. The newest `hold_back_words` words (and any unfinished word) are held
 //! back, so a match is found before its words reach the client, including a match that spans
 //! two chunks. After a block nothing more is released.
-use super::{normalize, Action, Finding, Guard};
-use crate::proto::Layer;
+use super::{normalize, Finding, Guard, Layer};
+use crate::forget::Action;
 use anyhow::Result;
 use std::ops::Range;
 use std::sync::Arc;
@@ -83,7 +83,7 @@ impl StreamGuard {
 
     /// Matches of sets that do not block (mask, monitor), strongest per entry and layer.
     pub fn findings(&self) -> Vec<Finding> {
-        super::dedup_best(self.findings.clone())
+        super::check::dedup_best(self.findings.clone())
     }
 
     /// Bytes of the text released so far.
@@ -165,7 +165,7 @@ impl StreamGuard {
             let len = self.words.len();
             let window = self.spans[len.saturating_sub(p.window_words)].start..self.spans[len - 1].end;
             let t = Instant::now();
-            let found = guard.semantic_check(&self.text, &[window])?;
+            let found = guard.semantic_findings(&self.text, &[window], false)?;
             crate::metrics::guard_layer("semantic", t.elapsed());
             for f in found {
                 self.on_finding(f);
@@ -184,5 +184,109 @@ impl StreamGuard {
             }
             Action::Mask | Action::Monitor => self.findings.push(f),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forget::{Entry, SetPolicy};
+    use crate::guard::GuardConfig;
+
+    const DOC: &str = "the keeper of the northern lighthouse painted its heavy door a new shade of blue every single spring";
+
+    fn guard(action: Action, hold_back_words: usize) -> Arc<Guard> {
+        let entry = Entry::document("s", "d", DOC);
+        let cfg = GuardConfig {
+            embedder: None,
+            hold_back_words,
+            default_policy: SetPolicy { action, ..Default::default() },
+            ..Default::default()
+        };
+        Arc::new(Guard::build(&[entry], &cfg, None, None, 1).unwrap())
+    }
+
+    /// Pushes `text` in chunks of `size` bytes (cut inside words), then finishes; returns what
+    /// was released and how the stream ended.
+    fn run(stream: &mut StreamGuard, text: &str, size: usize) -> (String, Release) {
+        let mut out = String::new();
+        let bytes: Vec<char> = text.chars().collect();
+        for chunk in bytes.chunks(size) {
+            match stream.push(&chunk.iter().collect::<String>()).unwrap() {
+                Release::Text(t) => out.push_str(&t),
+                blocked => return (out, blocked),
+            }
+        }
+        match stream.finish().unwrap() {
+            Release::Text(t) => {
+                out.push_str(&t);
+                (out, Release::Text(String::new()))
+            }
+            blocked => (out, blocked),
+        }
+    }
+
+    #[test]
+    fn a_match_split_across_pushes_is_never_released() {
+        let preamble = "Sure, here it is in full: ";
+        let text = format!("{preamble}{DOC} and that is all");
+        for size in [1, 3, 7, 40] {
+            let mut stream = StreamGuard::new(guard(Action::Block, 12));
+            let (released, end) = run(&mut stream, &text, size);
+            let Release::Blocked(f) = end else { panic!("chunks of {size}: not blocked") };
+            assert_eq!(f.layer, Layer::Ngram);
+            assert!(preamble.starts_with(&released), "chunks of {size}: released {released:?}");
+            assert!(stream.released() <= preamble.len());
+            assert!(f.span.start >= preamble.len());
+        }
+    }
+
+    #[test]
+    fn nothing_is_released_after_a_block() {
+        let mut stream = StreamGuard::new(guard(Action::Block, 12));
+        let (released, end) = run(&mut stream, DOC, 5);
+        assert!(matches!(end, Release::Blocked(_)));
+        let before = stream.released();
+        assert!(matches!(stream.push(" more words that are perfectly clean").unwrap(), Release::Blocked(_)));
+        assert!(matches!(stream.finish().unwrap(), Release::Blocked(_)));
+        assert_eq!(stream.released(), before);
+        assert_eq!(released.len(), before);
+    }
+
+    #[test]
+    fn hold_back_zero_releases_each_complete_word() {
+        let mut stream = StreamGuard::new(guard(Action::Block, 0));
+        assert_eq!(stream.push("hello wor").unwrap(), Release::Text("hello".into()));
+        assert_eq!(stream.push("ld and").unwrap(), Release::Text(" world".into()));
+        assert_eq!(stream.finish().unwrap(), Release::Text(" and".into()));
+    }
+
+    #[test]
+    fn finish_releases_a_clean_tail_held_back() {
+        let mut stream = StreamGuard::new(guard(Action::Block, 12));
+        assert_eq!(stream.push("tomatoes like sun and ").unwrap(), Release::Text(String::new()));
+        assert_eq!(stream.push("water").unwrap(), Release::Text(String::new()));
+        assert_eq!(stream.finish().unwrap(), Release::Text("tomatoes like sun and water".into()));
+        assert!(stream.findings().is_empty());
+    }
+
+    #[test]
+    fn monitor_matches_are_delivered_and_reported() {
+        let mut stream = StreamGuard::new(guard(Action::Monitor, 12));
+        let (released, end) = run(&mut stream, DOC, 9);
+        assert_eq!(end, Release::Text(String::new()));
+        assert_eq!(released, DOC);
+        let findings = stream.findings();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].layer, Layer::Ngram);
+    }
+
+    #[test]
+    fn without_hold_back_a_block_comes_after_part_of_the_match_was_released() {
+        let mut stream = StreamGuard::new(guard(Action::Block, 0));
+        let (released, end) = run(&mut stream, DOC, 4);
+        let Release::Blocked(f) = end else { panic!("not blocked") };
+        assert!(!released.is_empty());
+        assert!(f.span.start < stream.released(), "the late block is visible to the accounting");
     }
 }

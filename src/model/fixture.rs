@@ -28,6 +28,17 @@ pub fn byte_level_alphabet() -> Vec<String> {
     pairs.into_iter().map(|(_, c)| char::from_u32(c).expect("valid scalar").to_string()).collect()
 }
 
+/// The fixture model loaded as the server serves it, in a temporary folder that lives as long
+/// as the returned guard (for unit tests).
+#[cfg(test)]
+pub fn served(seed: u64) -> (tempfile::TempDir, super::Model) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama(&path, seed).expect("writing the fixture");
+    let model = super::Model::load(&path, super::ServedFormat::Q8_0).expect("loading the fixture");
+    (dir, model)
+}
+
 /// Writes the fixture model to `path`.
 pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<()> {
     let mut tokens = byte_level_alphabet();

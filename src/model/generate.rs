@@ -165,14 +165,10 @@ impl TextDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{fixture, ServedFormat};
+    use crate::model::fixture;
 
     fn tiny() -> (tempfile::TempDir, Model) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.gguf");
-        fixture::write_tiny_llama(&path, 7).unwrap();
-        let model = Model::load(&path, ServedFormat::Q8_0).unwrap();
-        (dir, model)
+        fixture::served(7)
     }
 
     fn sample(model: &Model, seed: u64, temperature: f64, n: usize) -> (Vec<u32>, String) {

@@ -30,7 +30,7 @@ impl Admission {
             .map_err(|_| QueueFull)?;
         // Leave the queue however this future ends (admitted, or dropped by a deadline).
         crate::metrics::queue_entered();
-        let _leave = scopeguard(|| {
+        let _leave = OnDrop(|| {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             crate::metrics::queue_left();
         });
@@ -43,16 +43,13 @@ impl Admission {
     }
 }
 
-struct Guard<F: FnMut()>(F);
+/// Runs its closure when dropped.
+struct OnDrop<F: FnMut()>(F);
 
-impl<F: FnMut()> Drop for Guard<F> {
+impl<F: FnMut()> Drop for OnDrop<F> {
     fn drop(&mut self) {
         (self.0)()
     }
-}
-
-fn scopeguard<F: FnMut()>(f: F) -> Guard<F> {
-    Guard(f)
 }
 
 #[cfg(test)]

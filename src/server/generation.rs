@@ -1,5 +1,8 @@
 //! The generation loop of one request, run on a blocking thread: decode steps, stop strings,
-//! cancellation and deadline, and the events sent back to the RPC handler.
+//! cancellation and deadline, and the events sent back to the RPC handler. What the finished
+//! generation amounts to (verdict, outcome, leaks) is `outcome::account`.
+use super::error::Error;
+use super::outcome::account;
 use super::validate::Job;
 use crate::guard::audit::Auditor;
 use crate::guard::stream::{Release, StreamGuard};
@@ -9,7 +12,6 @@ use crate::proto::{FinishReason, Match, Verdict};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tonic::Status;
 
 #[derive(Debug)]
 pub enum Event {
@@ -18,7 +20,7 @@ pub enum Event {
     /// The generation is over; nothing follows.
     End(Summary),
     /// The generation failed; nothing follows.
-    Failed(Status),
+    Failed(Error),
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +54,7 @@ pub fn run(
     // When each piece of text was generated, to measure the delay the hold-back adds.
     let pending = std::cell::RefCell::new(std::collections::VecDeque::<(usize, Instant)>::new());
     // Text reaches the client only through the guard.
-    let deliver = |stream: &mut StreamGuard, text: &str, at_end: bool| -> Result<Option<Finding>, Status> {
+    let deliver = |stream: &mut StreamGuard, text: &str, at_end: bool| -> Result<Option<Finding>, Error> {
         let t = Instant::now();
         pending.borrow_mut().push_back((stream.text().len() + text.len(), t));
         let release = if at_end {
@@ -79,7 +81,7 @@ pub fn run(
         match release {
             Ok(Release::Text(cleared)) => {
                 if !cleared.is_empty() && !send(Event::Text(cleared)) {
-                    return Err(Status::cancelled("client went away"));
+                    return Err(Error::Cancelled);
                 }
                 Ok(None)
             }
@@ -88,9 +90,7 @@ pub fn run(
                 crate::metrics::guard_error();
                 tracing::error!(request_id = %job.request_id, error = %format!("{e:#}"), "guard error");
                 if guard.fails_closed() {
-                    Err(Status::internal(
-                        "the guard failed and this server fails closed; nothing more was delivered",
-                    ))
+                    Err(Error::GuardFailedClosed)
                 } else {
                     Ok(None)
                 }
@@ -104,8 +104,8 @@ pub fn run(
             return;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            send(Event::Failed(Status::deadline_exceeded(format!(
-                "deadline exceeded after {} generated tokens",
+            send(Event::Failed(Error::DeadlineExceeded(format!(
+                "after {} generated tokens",
                 generator.generated().len()
             ))));
             return;
@@ -117,7 +117,7 @@ pub fn run(
             Ok(step) => step,
             Err(e) => {
                 tracing::error!(request_id = %job.request_id, error = %format!("{e:#}"), "generation failed");
-                send(Event::Failed(Status::internal("generation failed inside the model runtime")));
+                send(Event::Failed(Error::Model));
                 return;
             }
         };
@@ -167,43 +167,20 @@ pub fn run(
     let completion_tokens = generator.generated().len() as u32;
     crate::metrics::tokens(job.prompt_ids.len(), completion_tokens as usize);
 
-    let delivered = stream.findings();
-    let verdict = if blocked.is_some() {
-        Verdict::Block
-    } else if suppressed {
-        Verdict::Suppress
-    } else {
-        Verdict::Allow
-    };
-    // Leaked: forgotten content reached the client (monitor or mask sets matched in delivered
-    // text, or a block came after part of the matched text had been released).
-    let late_block = blocked.as_ref().filter(|f| f.span.start < stream.released());
-    let leaked = !delivered.is_empty() || late_block.is_some();
-    let mut leaked_sets = std::collections::BTreeSet::new();
-    for f in &delivered {
-        let reason = match guard.policy(f.entry).action {
-            crate::guard::Action::Mask => "mask",
-            _ => "monitor",
-        };
-        leaked_sets.insert((guard.set_name(f.entry), reason));
-    }
-    if let Some(f) = late_block {
-        leaked_sets.insert((guard.set_name(f.entry), "late_block"));
-    }
-    for (set, reason) in leaked_sets {
+    let accounting = account(guard, &stream, blocked, suppressed);
+    for (set, reason) in &accounting.leaks {
         crate::metrics::leak(set, reason);
     }
-    let outcome = match (leaked, verdict) {
-        (true, _) => Outcome::Leaked,
-        (false, Verdict::Block) => Outcome::Blocked,
-        (false, Verdict::Suppress) => Outcome::Suppressed,
-        _ => Outcome::Clean,
-    };
-    let findings: Vec<Finding> = blocked.into_iter().chain(delivered).collect();
+    let findings = accounting.findings;
     for f in &findings {
-        crate::metrics::guard_match(guard.set_name(f.entry), f.layer, guard.policy(f.entry).action);
+        crate::metrics::guard_match(
+            guard.set_name(f.entry),
+            f.layer.as_str(),
+            guard.policy(f.entry).action.as_str(),
+        );
     }
-    crate::metrics::generation_outcome(outcome);
+    let (verdict, outcome) = (accounting.verdict, accounting.outcome);
+    crate::metrics::generation_outcome(outcome.as_str());
     let released = &stream.text()[..stream.released()];
     if !guard.is_empty() && !released.is_empty() {
         let reported = findings.iter().map(|f| (f.entry, f.layer)).collect();
@@ -219,30 +196,10 @@ pub fn run(
     send(Event::End(Summary {
         finish,
         verdict,
-        matches: findings.iter().map(|f| guard.to_proto(f, stream.text())).collect(),
+        matches: findings.iter().map(|f| super::convert::to_match(guard, f, stream.text())).collect(),
         prompt_tokens: job.prompt_ids.len() as u32,
         completion_tokens,
     }));
-}
-
-/// What happened to forgotten content in one generation (the `outcome` metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Clean,
-    Suppressed,
-    Blocked,
-    Leaked,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Clean => "clean",
-            Outcome::Suppressed => "suppressed",
-            Outcome::Blocked => "blocked",
-            Outcome::Leaked => "leaked",
-        }
-    }
 }
 
 /// Holds back text that could be the start of a stop string, and cuts the output at the

@@ -1,10 +1,17 @@
 //! The `lethe.v1.Inference` service: validate, admit, generate on a blocking thread, reply.
+//! Handlers return typed errors; `error.rs` turns them into statuses, and the telemetry layer
+//! counts every call.
+use super::admission::Admission;
+use super::error::Error;
 use super::generation::{self, Event, Summary};
-use super::validate::{validate, Job};
-use super::State;
+use super::validate::{validate, Job, ValidationError};
+use crate::config::Config;
+use crate::guard::audit::Auditor;
+use crate::guard::CheckParams;
+use crate::live::Live;
 use crate::proto::inference_server::Inference;
 use crate::proto::{
-    CheckRequest, CheckResponse, FinishReason, GenerateRequest, GenerateResponse, GenerateStreamResponse,
+    CheckRequest, CheckResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse,
     GetModelInfoRequest, ModelInfo, Usage,
 };
 use std::pin::Pin;
@@ -13,6 +20,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{Request, Response, Status};
+
+/// What the inference handlers share.
+pub struct State {
+    pub config: Config,
+    pub audit: Auditor,
+    pub live: Arc<Live>,
+    pub admission: Admission,
+}
 
 pub struct InferenceService {
     state: Arc<State>,
@@ -29,23 +44,21 @@ impl InferenceService {
         &self,
         req: &GenerateRequest,
         deadline: Option<Instant>,
-    ) -> Result<(Job, mpsc::Receiver<Event>), Status> {
+    ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
         let snapshot = self.state.live.snapshot();
         let (model, guard) = (snapshot.model.clone(), snapshot.guard.clone());
         let job = validate(req, &self.state.config, &model)?;
         let queued_at = Instant::now();
         let admitted = self.state.admission.admit();
         let permit = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), admitted).await.map_err(|_| {
-                Status::deadline_exceeded("deadline exceeded while queued for a generation slot")
-            })?,
+            Some(d) => tokio::time::timeout_at(d.into(), admitted)
+                .await
+                .map_err(|_| Error::DeadlineExceeded("while queued for a generation slot".into()))?,
             None => admitted.await,
         }
-        .map_err(|_| {
-            Status::resource_exhausted(format!(
-                "server busy: {} generations running and the queue of {} is full; retry later",
-                self.state.config.max_concurrent_generations, self.state.config.max_queued_requests
-            ))
+        .map_err(|_| Error::QueueFull {
+            running: self.state.config.max_concurrent_generations,
+            queued: self.state.config.max_queued_requests,
         })?;
         crate::metrics::queue_time(queued_at.elapsed());
         if self.state.config.log_content {
@@ -62,7 +75,7 @@ impl InferenceService {
         let prompt = self.state.config.guard.check_prompts.then(|| prompt_text(req));
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            let _running = crate::metrics::running_guard();
+            let _running = crate::metrics::running_generation();
             if let Some(prompt) = prompt {
                 report_forgotten_prompt(&guard, &prompt, &worker_job.request_id);
             }
@@ -81,40 +94,34 @@ impl Inference for InferenceService {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
-        let started = Instant::now();
         let deadline = deadline_of(&request);
-        let result = async {
-            let (job, mut rx) = self.start(request.get_ref(), deadline).await?;
-            let mut text = String::new();
-            let collect = async {
-                while let Some(event) = rx.recv().await {
-                    match event {
-                        Event::Text(t) => text.push_str(&t),
-                        Event::End(summary) => return Ok(summary),
-                        Event::Failed(status) => return Err(status),
-                    }
+        let (job, mut rx) = self.start(request.get_ref(), deadline).await?;
+        let mut text = String::new();
+        let collect = async {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    Event::Text(t) => text.push_str(&t),
+                    Event::End(summary) => return Ok(summary),
+                    Event::Failed(e) => return Err(e),
                 }
-                Err(Status::internal("generation ended without a result"))
-            };
-            let summary = match deadline {
-                Some(d) => tokio::time::timeout_at(d.into(), collect)
-                    .await
-                    .map_err(|_| Status::deadline_exceeded("deadline exceeded during generation"))??,
-                None => collect.await?,
-            };
-            Ok(GenerateResponse {
-                text,
-                verdict: summary.verdict as i32,
-                matches: summary.matches.clone(),
-                finish_reason: summary.finish as i32,
-                usage: Some(usage(&summary)),
-                request_id: job.request_id,
-                model: job.model_name.clone(),
-            })
-        }
-        .await;
-        crate::metrics::request_done("Generate", result.as_ref().err(), started.elapsed());
-        result.map(Response::new)
+            }
+            Err(Error::Internal("generation ended without a result".into()))
+        };
+        let summary = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), collect)
+                .await
+                .map_err(|_| Error::DeadlineExceeded("during generation".into()))??,
+            None => collect.await?,
+        };
+        Ok(Response::new(GenerateResponse {
+            text,
+            verdict: summary.verdict as i32,
+            matches: summary.matches.clone(),
+            finish_reason: summary.finish as i32,
+            usage: Some(usage(&summary)),
+            request_id: job.request_id,
+            model: job.model_name.clone(),
+        }))
     }
 
     type GenerateStreamStream = GenerateStream;
@@ -123,79 +130,51 @@ impl Inference for InferenceService {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStreamStream>, Status> {
-        let started = Instant::now();
         let deadline = deadline_of(&request);
-        let (job, rx) = match self.start(request.get_ref(), deadline).await {
-            Ok(started) => started,
-            Err(status) => {
-                crate::metrics::request_done("GenerateStream", Some(&status), started.elapsed());
-                return Err(status);
-            }
-        };
+        let (job, rx) = self.start(request.get_ref(), deadline).await?;
         let request_id = job.request_id;
-        let stream = ReceiverStream::new(rx).map(move |event| {
-            let msg = match event {
-                Event::Text(text) => Ok(GenerateStreamResponse { text, ..Default::default() }),
-                Event::End(summary) => Ok(GenerateStreamResponse {
-                    text: String::new(),
-                    verdict: summary.verdict as i32,
-                    matches: summary.matches.clone(),
-                    finish_reason: summary.finish as i32,
-                    usage: Some(usage(&summary)),
-                    request_id: request_id.clone(),
-                }),
-                Event::Failed(status) => Err(status),
-            };
-            match &msg {
-                Ok(m) if m.finish_reason != FinishReason::Unspecified as i32 => {
-                    crate::metrics::request_done("GenerateStream", None, started.elapsed())
-                }
-                Err(status) => {
-                    crate::metrics::request_done("GenerateStream", Some(status), started.elapsed())
-                }
-                Ok(_) => {}
-            }
-            msg
+        let stream = ReceiverStream::new(rx).map(move |event| match event {
+            Event::Text(text) => Ok(GenerateStreamResponse { text, ..Default::default() }),
+            Event::End(summary) => Ok(GenerateStreamResponse {
+                text: String::new(),
+                verdict: summary.verdict as i32,
+                matches: summary.matches.clone(),
+                finish_reason: summary.finish as i32,
+                usage: Some(usage(&summary)),
+                request_id: request_id.clone(),
+            }),
+            Event::Failed(e) => Err(e.into()),
         });
         Ok(Response::new(Box::pin(stream)))
     }
 
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let started = Instant::now();
-        let result = async {
-            let req = request.into_inner();
-            let limit = self.state.config.max_request_bytes;
-            if req.text.len() > limit {
-                return Err(Status::invalid_argument(format!(
-                    "text is {} bytes, above the server limit of {limit} bytes",
-                    req.text.len()
-                )));
-            }
-            let guard = self.state.live.current();
-            if let Some(unknown) = req.forget_sets.iter().find(|s| !guard.has_set(s)) {
-                return Err(Status::invalid_argument(format!(
-                    "forget set {:?} does not exist in snapshot {}",
-                    unknown.chars().take(64).collect::<String>(),
-                    guard.version
-                )));
-            }
-            let check = tokio::task::spawn_blocking(move || {
-                let findings = guard.check(&req.text, &req.forget_sets)?;
-                let matches: Vec<_> = findings.iter().map(|f| guard.to_proto(f, &req.text)).collect();
-                anyhow::Ok(CheckResponse {
-                    matched: !matches.is_empty(),
-                    matches,
-                    snapshot_version: guard.version,
-                })
-            });
-            check.await.map_err(|_| Status::internal("the check was aborted"))?.map_err(|e| {
-                tracing::error!(error = %format!("{e:#}"), "check failed");
-                Status::internal("the guard failed while checking the text")
-            })
+        let req = request.into_inner();
+        let limit = self.state.config.max_request_bytes;
+        if req.text.len() > limit {
+            return Err(Error::from(ValidationError::TextTooLarge { size: req.text.len(), limit }).into());
         }
-        .await;
-        crate::metrics::request_done("Check", result.as_ref().err(), started.elapsed());
-        result.map(Response::new)
+        let guard = self.state.live.current();
+        if let Some(unknown) = req.forget_sets.iter().find(|s| !guard.has_set(s)) {
+            let set = super::validate::truncate(unknown, 64);
+            return Err(Error::from(ValidationError::UnknownSet { set, version: guard.version }).into());
+        }
+        let check = tokio::task::spawn_blocking(move || {
+            let findings = guard.check(&req.text, CheckParams { sets: &req.forget_sets, exact: false })?;
+            let matches: Vec<_> =
+                findings.iter().map(|f| super::convert::to_match(&guard, f, &req.text)).collect();
+            anyhow::Ok(CheckResponse {
+                matched: !matches.is_empty(),
+                matches,
+                snapshot_version: guard.version,
+            })
+        });
+        let reply =
+            check.await.map_err(|_| Error::Internal("the check was aborted".into()))?.map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "check failed");
+                Error::CheckFailed
+            })?;
+        Ok(Response::new(reply))
     }
 
     async fn get_model_info(
@@ -233,7 +212,7 @@ fn report_forgotten_prompt(guard: &crate::guard::Guard, prompt: &str, request_id
     if guard.is_empty() {
         return;
     }
-    match guard.check(prompt, &[]) {
+    match guard.check(prompt, CheckParams::default()) {
         Ok(findings) => {
             let mut sets: Vec<&str> = findings.iter().map(|f| guard.set_name(f.entry)).collect();
             sets.dedup();

@@ -1,13 +1,20 @@
-//! The gRPC server: inference, health and reflection on one listener, graceful shutdown.
+//! The gRPC server: inference, health and reflection on one listener (ForgetAdmin there too,
+//! or on its own), TLS, graceful shutdown. Each listener's services sit behind the telemetry
+//! layer (`telemetry.rs`), and the authenticated ones behind `auth.rs`.
 pub mod admin;
 pub mod admission;
+pub mod auth;
+pub mod convert;
+pub mod error;
 pub mod generation;
 pub mod inference;
+pub mod outcome;
+pub mod telemetry;
 pub mod validate;
 
 use crate::config::Config;
-use crate::forget::live::Live;
 use crate::guard::semantic::Embedder;
+use crate::live::Live;
 use crate::model::Model;
 use crate::proto::forget_admin_server::ForgetAdminServer;
 use crate::proto::inference_server::InferenceServer;
@@ -19,14 +26,6 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-/// What every RPC handler shares.
-pub struct State {
-    pub config: Config,
-    pub audit: crate::guard::audit::Auditor,
-    pub live: Arc<Live>,
-    pub admission: admission::Admission,
-}
-
 pub async fn serve(config: Config) -> Result<()> {
     crate::metrics::install(config.metrics_listen)?;
     let model_path = config.model.clone();
@@ -35,7 +34,7 @@ pub async fn serve(config: Config) -> Result<()> {
         .await?
         .with_context(|| format!("loading the model {}", config.model.display()))?;
     let tls = tls_config(&config)?;
-    let admin_auth = admin::BearerAuth::new(admin_token(&config)?)
+    let admin_auth = auth::BearerAuth::new(admin_token(&config)?)
         .accepting_client_certs(config.tls_client_ca_file.is_some());
     let model = Arc::new(model);
     let live = {
@@ -43,7 +42,7 @@ pub async fn serve(config: Config) -> Result<()> {
         tokio::task::spawn_blocking(move || start_live(&config, model)).await??
     };
     let live = Arc::new(live);
-    let state = Arc::new(State {
+    let state = Arc::new(inference::State {
         admission: admission::Admission::new(config.max_concurrent_generations, config.max_queued_requests),
         live: live.clone(),
         audit: crate::guard::audit::Auditor::start(config.guard.audit_sample_rate),
@@ -72,7 +71,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let inference = tonic::service::interceptor::InterceptedService::new(
         InferenceServer::new(inference::InferenceService::new(state.clone()))
             .max_decoding_message_size(transport_limit),
-        admin::BearerAuth::new(inference_token),
+        auth::BearerAuth::new(inference_token),
     );
     // Forget sets can be large: allow 64 MiB per admin call.
     let admin = tonic::service::interceptor::InterceptedService::new(
@@ -103,9 +102,10 @@ pub async fn serve(config: Config) -> Result<()> {
             TcpListener::bind(addr).await.with_context(|| format!("binding the admin listener to {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "serving ForgetAdmin");
         let stop = stopped(stop_rx.clone());
-        let mut builder = transport(tls.clone())?;
+        let builder = transport(tls.clone())?;
         tokio::spawn(async move {
             let served = builder
+                .layer(telemetry::TelemetryLayer)
                 .add_service(admin)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
                 .await;
@@ -115,6 +115,7 @@ pub async fn serve(config: Config) -> Result<()> {
         });
     }
     let server = transport(tls)?
+        .layer(telemetry::TelemetryLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -147,13 +148,13 @@ fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
     };
     let live = Live::start(cfg.clone(), model, embedder, config.data_dir.as_deref(), config.forget_store)?;
     let guard = live.current();
-    let (ngrams, terms, token_prefixes, windows) = guard.index_sizes();
+    let sizes = guard.index_sizes();
     tracing::info!(
         entries = guard.entry_count(),
-        ngrams,
-        terms,
-        token_prefixes,
-        semantic_windows = windows,
+        ngrams = sizes.ngrams,
+        terms = sizes.terms,
+        token_prefixes = sizes.token_prefixes,
+        semantic_windows = sizes.vectors,
         semantic = guard.has_semantic(),
         build_seconds = started.elapsed().as_secs_f64(),
         "guard ready"

@@ -3,7 +3,6 @@
 //! forget set), GradDiff (−NLL on forget + NLL on retain) and NPO (β = 0.1, reference
 //! log-probabilities computed once up front, + retain NLL) — plus the measures of how much was
 //! forgotten (VerbMem: ROUGE-L F1 of the greedy continuation of a prefix).
-pub mod cli;
 pub mod model;
 pub mod report;
 

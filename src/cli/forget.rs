@@ -1,8 +1,8 @@
 //! `lethe forget`: the operator's client for a running server's ForgetAdmin API.
-use crate::forget::Kind;
+use crate::forget::{Action, Kind};
 use crate::proto::forget_admin_client::ForgetAdminClient;
 use crate::proto::{self, *};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,8 +31,8 @@ enum ForgetCommand {
         #[arg(long)]
         id: String,
         /// document (verbatim, near-verbatim, paraphrase) or term (exact, with aliases).
-        #[arg(long, default_value = "document")]
-        kind: String,
+        #[arg(long, value_enum, default_value_t = Kind::Document)]
+        kind: Kind,
         #[arg(long = "alias")]
         aliases: Vec<String>,
         text: String,
@@ -53,9 +53,9 @@ enum ForgetCommand {
     /// Replace every set found in a JSON Lines forget file with that file's entries.
     Apply {
         file: PathBuf,
-        /// Policy of the replaced sets: block, mask or monitor.
-        #[arg(long, default_value = "block")]
-        action: String,
+        /// Policy of the replaced sets.
+        #[arg(long, value_enum, default_value_t = Action::Block)]
+        action: Action,
     },
 }
 
@@ -95,12 +95,15 @@ impl ClientTls {
 
 pub async fn run(args: ForgetArgs) -> Result<()> {
     let channel = args.tls.connect(&args.addr).await?;
-    let token = args.token.clone();
+    let bearer: Option<tonic::metadata::AsciiMetadataValue> = args
+        .token
+        .as_ref()
+        .map(|t| format!("Bearer {t}").parse())
+        .transpose()
+        .context("the admin token is not a valid header value (printable ASCII only)")?;
     let mut client = ForgetAdminClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        if let Some(t) = &token {
-            let value =
-                format!("Bearer {t}").parse().map_err(|_| tonic::Status::invalid_argument("bad token"))?;
-            req.metadata_mut().insert("authorization", value);
+        if let Some(value) = &bearer {
+            req.metadata_mut().insert("authorization", value.clone());
         }
         Ok(req)
     });
@@ -108,12 +111,7 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
     match args.command {
         ForgetCommand::Add { set, id, kind, aliases, text } => {
             let text = if text == "-" { std::io::read_to_string(std::io::stdin())? } else { text };
-            let kind = match kind.as_str() {
-                "document" => EntryKind::Document,
-                "term" => EntryKind::Term,
-                other => bail!("--kind {other:?}: use document or term"),
-            };
-            let entry = ForgetEntry { id, kind: kind as i32, text, aliases };
+            let entry = ForgetEntry { id, kind: entry_kind(kind) as i32, text, aliases };
             let r =
                 client.add_entries(AddEntriesRequest { set, entries: vec![entry] }).await.map_err(status)?;
             print_mutation(r.get_ref());
@@ -158,21 +156,12 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         ForgetCommand::Apply { file, action } => {
-            let action = match action.as_str() {
-                "block" => proto::Action::Block,
-                "mask" => proto::Action::Mask,
-                "monitor" => proto::Action::Monitor,
-                other => bail!("--action {other:?}: use block, mask or monitor"),
-            };
+            let action = crate::server::convert::action(action);
             let mut sets: BTreeMap<String, Vec<ForgetEntry>> = BTreeMap::new();
             for e in crate::forget::load(&file)? {
-                let kind = match e.kind {
-                    Kind::Document => EntryKind::Document,
-                    Kind::Term => EntryKind::Term,
-                };
                 sets.entry(e.set).or_default().push(ForgetEntry {
                     id: e.id,
-                    kind: kind as i32,
+                    kind: entry_kind(e.kind) as i32,
                     text: e.text,
                     aliases: e.aliases,
                 });
@@ -192,6 +181,13 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
     Ok(())
 }
 
+fn entry_kind(kind: Kind) -> EntryKind {
+    match kind {
+        Kind::Document => EntryKind::Document,
+        Kind::Term => EntryKind::Term,
+    }
+}
+
 fn print_mutation(r: &MutationResponse) {
     println!(
         "live in snapshot {} (store sequence {}, built in {:.3} s)",
@@ -200,7 +196,7 @@ fn print_mutation(r: &MutationResponse) {
 }
 
 fn set_json(s: &SetInfo) -> serde_json::Value {
-    let p = s.policy.clone().unwrap_or_default();
+    let p = s.policy.unwrap_or_default();
     serde_json::json!({
         "name": s.name, "source": s.source, "entries": s.entries, "documents": s.documents, "terms": s.terms,
         "action": p.action().as_str_name(), "semantic_threshold": p.semantic_threshold,

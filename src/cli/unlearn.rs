@@ -1,10 +1,11 @@
-//! `lethe train`, `lethe unlearn` and `lethe audit`: the batch jobs of parameter-level
-//! unlearning, with a progress bar, a report (JSON + table) and GGUF output that the server
-//! loads (written to a temporary file and renamed, so an interrupted run leaves no output).
-use super::report::{self, ModelScores};
-use super::{nll, train, Objective, TrainConfig, Trainable, TrainableLlama, Trainer};
+//! `lethe train`, `lethe unlearn` and `lethe audit` (the extraction probe of a model's
+//! weights): the batch jobs of parameter-level unlearning, with a progress bar, a report
+//! (JSON + table) and GGUF output that the server loads (written to a temporary file and
+//! renamed, so an interrupted run leaves no output).
 use crate::model::{Generator, Model, Sampling, ServedFormat, Step};
-use anyhow::{bail, Context, Result};
+use crate::unlearn::report::{self, ModelScores};
+use crate::unlearn::{nll, rouge_l, train, Objective, TrainConfig, Trainable, TrainableLlama, Trainer};
+use anyhow::{Context, Result};
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::GgmlDType;
 use clap::Args;
@@ -31,11 +32,11 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 1e-4)]
     lr: f64,
     /// What to train: all, mlp, or last:K (the last K blocks).
-    #[arg(long, default_value = "mlp")]
-    train: String,
-    /// Format of the written matrices: q8_0 (what the server serves), q4_1, f32.
-    #[arg(long, default_value = "q8_0")]
-    format: String,
+    #[arg(long, default_value = "mlp", value_parser = parse_trainable)]
+    train: Trainable,
+    /// Format of the written matrices (q8_0 is what the server serves).
+    #[arg(long, value_enum, default_value_t = WrittenFormat::Q8_0)]
+    format: WrittenFormat,
     /// Global gradient-norm clip.
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
@@ -66,9 +67,9 @@ pub struct UnlearnArgs {
     /// Held-out general texts for perplexity and the membership signal.
     #[arg(long, default_value = "eval/holdout.jsonl")]
     holdout: PathBuf,
-    /// ga (GradAscent), gd (GradDiff) or npo.
-    #[arg(long, default_value = "npo")]
-    method: String,
+    /// The unlearning objective.
+    #[arg(long, value_enum, default_value_t = Method::Npo)]
+    method: Method,
     /// NPO's beta.
     #[arg(long, default_value_t = 0.1)]
     beta: f64,
@@ -106,23 +107,71 @@ fn texts(path: &Path) -> Result<Vec<String>> {
         .collect()
 }
 
-fn parse_trainable(s: &str) -> Result<Trainable> {
+/// The matrix format `lethe train` and `lethe unlearn` write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WrittenFormat {
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_1")]
+    Q4_1,
+    F32,
+}
+
+impl WrittenFormat {
+    fn dtype(self) -> GgmlDType {
+        match self {
+            WrittenFormat::Q8_0 => GgmlDType::Q8_0,
+            WrittenFormat::Q4_1 => GgmlDType::Q4_1,
+            WrittenFormat::F32 => GgmlDType::F32,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            WrittenFormat::Q8_0 => "q8_0",
+            WrittenFormat::Q4_1 => "q4_1",
+            WrittenFormat::F32 => "f32",
+        }
+    }
+}
+
+/// The objective of `lethe unlearn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    /// GradAscent on the forget set.
+    Ga,
+    /// GradDiff: ascent on the forget set, descent on the retain set.
+    Gd,
+    /// Negative Preference Optimization.
+    Npo,
+}
+
+impl Method {
+    fn objective(self) -> Objective {
+        match self {
+            Method::Ga => Objective::GradAscent,
+            Method::Gd => Objective::GradDiff,
+            Method::Npo => Objective::Npo,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::Ga => "ga",
+            Method::Gd => "gd",
+            Method::Npo => "npo",
+        }
+    }
+}
+
+fn parse_trainable(s: &str) -> Result<Trainable, String> {
     Ok(match s {
         "all" => Trainable::All,
         "mlp" => Trainable::Mlp,
         _ => match s.strip_prefix("last:").and_then(|k| k.parse().ok()) {
             Some(k) => Trainable::LastBlocks(k),
-            None => bail!("--train {s:?}: use all, mlp or last:K"),
+            None => return Err("use all, mlp or last:K".into()),
         },
-    })
-}
-
-fn parse_format(s: &str) -> Result<GgmlDType> {
-    Ok(match s {
-        "q8_0" => GgmlDType::Q8_0,
-        "q4_1" => GgmlDType::Q4_1,
-        "f32" => GgmlDType::F32,
-        _ => bail!("--format {s:?}: use q8_0, q4_1 or f32"),
     })
 }
 
@@ -148,10 +197,9 @@ struct Setup {
 }
 
 fn setup(c: &CommonArgs) -> Result<Setup> {
-    let format = parse_format(&c.format)?;
-    let trainable = parse_trainable(&c.train)?;
+    let format = c.format.dtype();
     let tok = Model::load(&c.model, ServedFormat::AsStored)?;
-    let model = TrainableLlama::load(&c.model, trainable)?;
+    let model = TrainableLlama::load(&c.model, c.train)?;
     let base_sha256 = tok.info.sha256.clone();
     // A stale temporary file of an interrupted run is not an output: remove it.
     let _ = std::fs::remove_file(c.out.with_extension("gguf.partial"));
@@ -220,12 +268,7 @@ struct Report {
 
 pub fn run_unlearn(args: &UnlearnArgs) -> Result<()> {
     let c = &args.common;
-    let objective = match args.method.as_str() {
-        "ga" => Objective::GradAscent,
-        "gd" => Objective::GradDiff,
-        "npo" => Objective::Npo,
-        m => bail!("--method {m:?}: use ga, gd or npo"),
-    };
+    let objective = args.method.objective();
     let s = setup(c)?;
     let forget_texts = texts(&args.forget)?;
     anyhow::ensure!(!forget_texts.is_empty(), "{} has no documents", args.forget.display());
@@ -282,7 +325,7 @@ pub fn run_unlearn(args: &UnlearnArgs) -> Result<()> {
     let unlearned_f32 = report::score(&s.model, &s.tok, &forget, &retain, &holdout)?;
     eprintln!("  scored in {:.1} s", t.elapsed().as_secs_f64());
     let provenance = [
-        ("lethe.unlearn.method", Value::String(args.method.clone())),
+        ("lethe.unlearn.method", Value::String(args.method.name().into())),
         ("lethe.unlearn.steps", Value::U32(done as u32)),
         ("lethe.unlearn.forget_sha256", Value::String(sha256_hex(forget_texts.join("\n").as_bytes()))),
         ("lethe.base_model_sha256", Value::String(s.base_sha256.clone())),
@@ -293,23 +336,23 @@ pub fn run_unlearn(args: &UnlearnArgs) -> Result<()> {
         // Bit-identical weights score identically: scoring them again would only repeat it.
         eprintln!(
             "the weights as written ({}) are bit for bit the f32 weights (compared tensor by tensor): same scores",
-            c.format
+            c.format.name()
         );
         unlearned_f32.clone()
     } else {
         let t = Instant::now();
-        eprintln!("scoring the unlearned model as written ({}) ...", c.format);
+        eprintln!("scoring the unlearned model as written ({}) ...", c.format.name());
         let scores = report::score(&written, &s.tok, &forget, &retain, &holdout)?;
         eprintln!("  scored in {:.1} s", t.elapsed().as_secs_f64());
         scores
     };
     let report = Report {
-        method: args.method.clone(),
+        method: args.method.name().into(),
         steps: done,
         seconds_per_step: total / done.max(1) as f64,
         total_seconds: total,
         peak_rss_mb: peak_rss_mb(),
-        served_format: c.format.clone(),
+        served_format: c.format.name().into(),
         quantization_regression: unlearned_served.forget.verbmem > unlearned_f32.forget.verbmem + 0.05,
         base,
         unlearned_f32,
@@ -366,7 +409,7 @@ fn peak_rss_mb() -> f64 {
 }
 
 #[derive(Args)]
-pub struct AuditArgs {
+pub struct ProbeArgs {
     /// GGUF model to probe (as the server would serve it).
     #[arg(long)]
     model: PathBuf,
@@ -380,7 +423,7 @@ pub struct AuditArgs {
 
 /// Extraction probes: the prefix of each forget document, continued greedily and sampled
 /// (temperature 0.8), scored by ROUGE-L against the true continuation.
-pub fn run_audit(args: &AuditArgs) -> Result<()> {
+pub fn run_probe(args: &ProbeArgs) -> Result<()> {
     let model = Model::load(&args.model, ServedFormat::Q8_0)?;
     let entries = crate::forget::load(&args.forget)?;
     println!("| entry | greedy VerbMem | best sampled VerbMem | longest run (words) |");
@@ -408,10 +451,10 @@ pub fn run_audit(args: &AuditArgs) -> Result<()> {
         let mut run = report::longest_common_run(&greedy, &truth);
         for seed in 0..args.samples {
             let s = probe(Sampling { temperature: 0.8, top_p: Some(0.95), top_k: None, seed })?;
-            best = best.max(super::rouge_l(&s, &truth));
+            best = best.max(rouge_l(&s, &truth));
             run = run.max(report::longest_common_run(&s, &truth));
         }
-        let g = super::rouge_l(&greedy, &truth);
+        let g = rouge_l(&greedy, &truth);
         all.push(g);
         println!("| {} | {g:.3} | {best:.3} | {run} |", e.id);
     }

@@ -4,12 +4,11 @@
 //! flight keep the snapshot they started with. A mutation is written to the durable store only
 //! once its snapshot has built, and acknowledged only once it is durable and swapped in; a
 //! failed build or a bad file leaves the serving snapshot as it was and is reported in status.
-use super::store::{Mutation, Store};
-use super::Entry;
-use crate::config::StoreMode;
+use crate::forget::store::{apply, Mutation, Sets, Store, StoredSet};
+use crate::forget::{Entry, Kind, SetPolicy, StoreMode};
 use crate::guard::derive::Deriver;
 use crate::guard::semantic::Embedder;
-use crate::guard::{Guard, GuardConfig, SetPolicy};
+use crate::guard::{Guard, GuardConfig};
 use crate::model::Model;
 use anyhow::{bail, Result};
 use arc_swap::ArcSwap;
@@ -71,7 +70,7 @@ impl Live {
     ) -> Result<Self> {
         let store = data_dir.map(Store::open).transpose()?;
         let file_entries = match &cfg.forget {
-            Some(path) => super::load(path)?,
+            Some(path) => crate::forget::load(path)?,
             None => Vec::new(),
         };
         let started = Instant::now();
@@ -150,7 +149,7 @@ impl Live {
             return Err(ChangeError::FileManaged(m.set().to_string()));
         }
         let sets = store.sets().clone();
-        super::store::apply(&mut sets.clone(), &m).map_err(|e| ChangeError::Invalid(format!("{e:#}")))?;
+        apply(&mut sets.clone(), &m).map_err(|e| ChangeError::Invalid(format!("{e:#}")))?;
         let started = Instant::now();
         let version = w.version + 1;
         let this = self.clone();
@@ -170,7 +169,7 @@ impl Live {
                 _ => None,
             };
             let mut next = sets;
-            super::store::apply(&mut next, &m)?;
+            apply(&mut next, &m)?;
             let cfg = effective_config(&this.cfg, Some(&next));
             let grown = match added {
                 Some(added) => {
@@ -218,7 +217,7 @@ impl Live {
         let version = w.version + 1;
         let store_sets = w.store.as_ref().map(|s| s.sets().clone());
         let result = tokio::task::spawn_blocking(move || -> Result<(Vec<Entry>, Guard)> {
-            let entries = super::load(&path)?;
+            let entries = crate::forget::load(&path)?;
             let guard = build(&this.cfg, &model, &this.deriver, &entries, store_sets.as_ref(), version)?;
             Ok((entries, guard))
         })
@@ -275,7 +274,12 @@ impl Live {
         s.at = Some(SystemTime::now());
         s.seconds = seconds;
         match &error {
-            None => crate::metrics::reloaded(seconds, &self.current()),
+            None => {
+                let guard = self.current();
+                let stats = guard.stats();
+                let entries = stats.iter().map(|(set, s)| (set.as_str(), s.entries));
+                crate::metrics::reloaded(seconds, guard.version, &guard.content_hash, entries)
+            }
             Some(_) => crate::metrics::reload_failed(),
         }
         s.error = error;
@@ -300,8 +304,8 @@ impl SetSummary {
     fn count(&mut self, e: &Entry) {
         self.entries += 1;
         match e.kind {
-            super::Kind::Document => self.documents += 1,
-            super::Kind::Term => self.terms += 1,
+            Kind::Document => self.documents += 1,
+            Kind::Term => self.terms += 1,
         }
     }
 }
@@ -312,7 +316,7 @@ fn build(
     model: &Model,
     deriver: &Deriver,
     file_entries: &[Entry],
-    store: Option<&super::store::Sets>,
+    store: Option<&Sets>,
     version: u64,
 ) -> Result<Guard> {
     let mut entries = file_entries.to_vec();
@@ -329,7 +333,7 @@ fn build(
 }
 
 /// The guard configuration with the policies of stored sets.
-fn effective_config(cfg: &GuardConfig, store: Option<&super::store::Sets>) -> GuardConfig {
+fn effective_config(cfg: &GuardConfig, store: Option<&Sets>) -> GuardConfig {
     let mut cfg = cfg.clone();
     for (name, set) in store.into_iter().flatten() {
         if let Some(policy) = &set.policy {
@@ -340,7 +344,7 @@ fn effective_config(cfg: &GuardConfig, store: Option<&super::store::Sets>) -> Gu
 }
 
 /// Whether `entries` are all new to `set` (and distinct), so adding them changes no entry.
-fn only_new(set: Option<&super::store::StoredSet>, entries: &[Entry]) -> bool {
+fn only_new(set: Option<&StoredSet>, entries: &[Entry]) -> bool {
     let mut ids = BTreeSet::new();
     entries.iter().all(|e| ids.insert(&e.id) && set.is_none_or(|s| !s.entries.contains_key(&e.id)))
 }

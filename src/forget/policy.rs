@@ -1,0 +1,38 @@
+//! What the guard does when a set matches: its action, threshold and disclosure. Policies come
+//! from the TOML config (`[guard.sets.NAME]`) or with a set stored through the admin API.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Stop the generation at a match; deliver only text cleared before it.
+    #[default]
+    Block,
+    /// Decode-time masking of forgotten token n-grams; the output is delivered.
+    Mask,
+    /// Deliver unchanged; report and count the match as leaked.
+    Monitor,
+}
+
+impl Action {
+    /// The `action` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Block => "block",
+            Action::Mask => "mask",
+            Action::Monitor => "monitor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetPolicy {
+    pub action: Action,
+    /// Cosine similarity for the semantic layer; unset: `guard.semantic.threshold`.
+    pub semantic_threshold: Option<f32>,
+    /// Return matches without the entry id.
+    pub hide_details: bool,
+    /// On a guard error, deliver instead of blocking (default: fail closed).
+    pub fail_open: bool,
+}

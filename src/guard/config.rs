@@ -1,0 +1,73 @@
+//! The guard's configuration (`[guard]` in the TOML file): the forget file, the embedder, the
+//! layers' parameters and the sets' policies; its defaults, and the invariants it must hold.
+use super::ngram::NgramParams;
+use super::semantic::SemanticParams;
+use crate::forget::SetPolicy;
+use anyhow::{ensure, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Forget list: a `.jsonl` file or a folder of them. Unset: nothing is forgotten.
+    pub forget: Option<PathBuf>,
+    /// Sentence-embedder folder (safetensors + tokenizer.json + config.json) for the semantic
+    /// layer. Unset: the semantic layer is off.
+    pub embedder: Option<PathBuf>,
+    /// Newest words of a stream held back until the guard has cleared them.
+    pub hold_back_words: usize,
+    /// Tokens per n-gram for decode-time masking.
+    pub token_ngram: usize,
+    /// Check prompts and report (never block) those containing forgotten content.
+    pub check_prompts: bool,
+    /// Share of delivered outputs re-checked by the exact audit (0 turns it off).
+    pub audit_sample_rate: f64,
+    pub ngram: NgramParams,
+    pub semantic: SemanticParams,
+    /// Policy of every set not named in `sets`.
+    pub default_policy: SetPolicy,
+    pub sets: BTreeMap<String, SetPolicy>,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            forget: None,
+            embedder: Some(PathBuf::from("models/minilm")),
+            hold_back_words: 12,
+            token_ngram: 6,
+            check_prompts: true,
+            audit_sample_rate: 1.0,
+            ngram: NgramParams::default(),
+            semantic: SemanticParams::default(),
+            default_policy: SetPolicy::default(),
+            sets: BTreeMap::new(),
+        }
+    }
+}
+
+impl GuardConfig {
+    /// The invariants the guard relies on; the message names the key to change.
+    pub fn validate(&self) -> Result<()> {
+        self.ngram.validate()?;
+        self.semantic.validate()?;
+        ensure!(self.token_ngram >= 2, "guard.token_ngram must be at least 2");
+        ensure!(
+            (0.0..=1.0).contains(&self.audit_sample_rate),
+            "guard.audit_sample_rate must be between 0 and 1"
+        );
+        for (name, policy) in std::iter::once(("default_policy", &self.default_policy))
+            .chain(self.sets.iter().map(|(n, p)| (n.as_str(), p)))
+        {
+            if let Some(t) = policy.semantic_threshold {
+                ensure!((-1.0..=1.0).contains(&t), "guard.sets.{name}.semantic_threshold must be in [-1, 1]");
+            }
+        }
+        for name in self.sets.keys() {
+            crate::forget::valid_set_name(name).context("guard.sets")?;
+        }
+        Ok(())
+    }
+}
