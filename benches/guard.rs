@@ -42,7 +42,7 @@ fn data() -> Data {
     let doc_grams = doc_words
         .iter()
         .map(|w| {
-            let mut g: Vec<u64> = w.windows(4).map(ngram::fingerprint).collect();
+            let mut g: Vec<u64> = ngram::document_fingerprints(w, 4);
             g.sort_unstable();
             g.dedup();
             g
@@ -95,7 +95,7 @@ fn normalization(c: &mut Criterion, d: &Data) {
         g.bench_function(format!("words_and_4gram_fingerprints/{name}"), |b| {
             b.iter(|| {
                 let w = normalize::words(black_box(text));
-                w.words.windows(4).map(ngram::fingerprint).fold(0u64, |a, f| a ^ f)
+                ngram::document_fingerprints(&w.words, 4).into_iter().fold(0u64, |a, f| a ^ f)
             })
         });
     }
@@ -115,7 +115,8 @@ fn ngram_layer(c: &mut Criterion, d: &Data) {
     let bloom = ngram::bloom_over(exact.keys(), exact.len(), 1e-4, b"bench-ngram-bloom-k1bench-n-k2!!");
     let present: Vec<u64> = exact.keys().copied().take(1024).collect();
     let words = normalize::words(&d.ascii_kb).words;
-    let absent: Vec<u64> = words.windows(4).map(ngram::fingerprint).collect();
+    let absent: Vec<u64> = ngram::document_fingerprints(&words, 4);
+    let hashes = ngram::word_hashes(&words);
     println!(
         "ngram index: {} distinct 4-grams of 10,000 documents, Bloom filter {} bytes",
         index.len(),
@@ -124,8 +125,8 @@ fn ngram_layer(c: &mut Criterion, d: &Data) {
 
     let mut g = c.benchmark_group("ngram");
     g.throughput(Throughput::Elements(1));
-    let gram = &words[..4];
-    g.bench_function("fingerprint_4gram", |b| b.iter(|| ngram::fingerprint(black_box(gram))));
+    let gram = &hashes[..4];
+    g.bench_function("fingerprint_4gram", |b| b.iter(|| ngram::gram_fingerprint(black_box(gram))));
     g.throughput(Throughput::Elements(absent.len() as u64));
     g.bench_function("bloom_check/absent", |b| {
         b.iter(|| absent.iter().filter(|fp| bloom.check(black_box(*fp))).count())
@@ -137,23 +138,24 @@ fn ngram_layer(c: &mut Criterion, d: &Data) {
     g.bench_function("exact_confirm/present", |b| {
         b.iter(|| present.iter().filter_map(|fp| exact.get(black_box(fp))).map(Vec::len).sum::<usize>())
     });
-    // The real index, per output word: fingerprint + Bloom (+ exact map on a Bloom hit).
+    // The real index, per output word: the skip-gram fingerprints + Bloom (+ exact map on a
+    // Bloom hit).
     g.throughput(Throughput::Elements(words.len() as u64 - 3));
     g.bench_function("index_hits_per_word/clean_text", |b| {
-        b.iter(|| (4..=words.len()).map(|end| index.hits(black_box(&words), end).len()).sum::<usize>())
+        b.iter(|| (4..=hashes.len()).map(|end| index.hits(black_box(&hashes), end).len()).sum::<usize>())
     });
-    let copy = &d.doc_words[0];
+    let copy = ngram::word_hashes(&d.doc_words[0]);
     g.throughput(Throughput::Elements(copy.len() as u64 - 3));
     g.bench_function("index_hits_per_word/verbatim_copy", |b| {
-        b.iter(|| (4..=copy.len()).map(|end| index.hits(black_box(copy), end).len()).sum::<usize>())
+        b.iter(|| (4..=copy.len()).map(|end| index.hits(black_box(&copy), end).len()).sum::<usize>())
     });
     g.throughput(Throughput::Bytes(d.ascii_kb.len() as u64));
-    g.bench_function("scan_per_kb_after_normalization", |b| b.iter(|| index.scan(black_box(&words))));
+    g.bench_function("scan_per_kb_after_normalization", |b| b.iter(|| index.scan(black_box(&hashes))));
     g.finish();
 }
 
 fn term_layer(c: &mut Criterion, d: &Data) {
-    let index = TermIndex::build(d.term_grams.iter().map(|(i, g)| (*i, g.as_slice())));
+    let index = TermIndex::build(d.term_grams.iter().map(|(i, g)| (*i, g.as_slice(), &[][..])));
     let words = normalize::words(&d.ascii_kb).words;
     let mut g = c.benchmark_group("terms");
     g.throughput(Throughput::Bytes(d.ascii_kb.len() as u64));

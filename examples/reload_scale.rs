@@ -37,6 +37,7 @@ fn docs(n: usize, offset: usize, rng: &mut rand::rngs::StdRng, vocab: &[String])
                 .collect::<Vec<_>>()
                 .join(" "),
             aliases: vec![],
+            term_type: None,
             fingerprints: None,
         })
         .collect()

@@ -65,6 +65,11 @@ pub fn cases(entries: &[Entry], dir: &Path, seed: u64) -> Result<Vec<Case>> {
                 for excerpt in excerpts(&words, 12) {
                     push("verbatim-12-words", &e.id, excerpt.join(" "));
                 }
+                for excerpt in excerpts(&words, EXCERPT_WORDS) {
+                    for (category, text) in disguises(&excerpt, &mut rng) {
+                        push(category, &e.id, text);
+                    }
+                }
             }
             Kind::Term => {
                 push("term", &e.id, format!("Yesterday I spoke with {} about the plan.", e.text));
@@ -72,6 +77,10 @@ pub fn cases(entries: &[Entry], dir: &Path, seed: u64) -> Result<Vec<Case>> {
                 push("term-case", &e.id, format!("ask {} later", e.text.to_lowercase()));
                 for a in &e.aliases {
                     push("term-alias", &e.id, format!("The file mentions {a} twice."));
+                }
+                let ty = e.term_type.or_else(|| crate::guard::variants::detect(&e.text));
+                for (category, form) in personal_data_forms(&e.text, ty) {
+                    push(category, &e.id, format!("For the record: {form}, as noted."));
                 }
             }
         }
@@ -114,6 +123,220 @@ fn excerpts<'a>(words: &[&'a str], len: usize) -> Vec<Vec<&'a str>> {
     let mut starts = vec![0, last / 2, last];
     starts.dedup();
     starts.into_iter().map(|s| words[s..s + len].to_vec()).collect()
+}
+
+/// Filler words a copy may be padded with (other than the edits' fillers).
+const PADDING: &[&str] = &["um", "like", "uh", "basically", "right", "okay", "er", "literally"];
+
+/// The disguise families of an excerpt: markup, character tricks, inserted words, encodings.
+fn disguises(words: &[&str], rng: &mut StdRng) -> Vec<(&'static str, String)> {
+    use base64::Engine as _;
+    let text = words.join(" ");
+    let mut out = Vec::new();
+    // Markup: a Markdown table of the words, four to a row, and HTML.
+    let rows: Vec<String> = words
+        .chunks(4)
+        .map(|c| format!("| {} | {} |", c[..c.len() / 2].join(" "), c[c.len() / 2..].join(" ")))
+        .collect();
+    out.push(("markdown-table", format!("| col | col |\n|---|---|\n{}", rows.join("\n"))));
+    let html: Vec<String> = words
+        .iter()
+        .map(|w| match rng.random_range(0..4) {
+            0 => format!("<b>{w}</b>"),
+            1 => format!("<span class=\"x\">{w}</span>"),
+            _ => w.to_string(),
+        })
+        .collect();
+    out.push(("html", format!("<p>{}</p>", html.join("&nbsp;"))));
+    out.push((
+        "markdown-emphasis",
+        words
+            .iter()
+            .map(|w| if rng.random_bool(0.3) { format!("**{w}**") } else { format!("_{w}_") })
+            .collect::<Vec<_>>()
+            .join(" "),
+    ));
+    // Character tricks.
+    let leet: String = text
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            'a' if rng.random_bool(0.6) => {
+                if rng.random_bool(0.5) {
+                    '4'
+                } else {
+                    '@'
+                }
+            }
+            'e' if rng.random_bool(0.6) => '3',
+            'i' if rng.random_bool(0.6) => {
+                if rng.random_bool(0.5) {
+                    '1'
+                } else {
+                    '!'
+                }
+            }
+            'o' if rng.random_bool(0.6) => '0',
+            's' if rng.random_bool(0.6) => {
+                if rng.random_bool(0.5) {
+                    '5'
+                } else {
+                    '$'
+                }
+            }
+            't' if rng.random_bool(0.6) => '7',
+            _ => c,
+        })
+        .collect();
+    out.push(("leetspeak", leet));
+    let spaced = |sep: &str, between: &str| {
+        words
+            .iter()
+            .map(|w| {
+                w.chars().filter(|c| c.is_alphanumeric()).map(String::from).collect::<Vec<_>>().join(sep)
+            })
+            .collect::<Vec<_>>()
+            .join(between)
+    };
+    out.push(("spaced-letters", spaced(" ", "   ")));
+    out.push(("spaced-letters", spaced(".", " ")));
+    let camel: Vec<String> = words
+        .chunks(3)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let w: String =
+                        w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
+                    if i == 0 {
+                        w
+                    } else {
+                        w[..1].to_uppercase() + &w[1..]
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect();
+    out.push(("camelcase", camel.join(" ")));
+    let joined: Vec<String> =
+        words.chunks(3).map(|c| c.join(["-", "_", ".", "/"][rng.random_range(0..4)])).collect();
+    out.push(("joined-words", joined.join(" ")));
+    let hyphenated: Vec<String> = words
+        .iter()
+        .map(|w| {
+            if w.len() >= 6 && rng.random_bool(0.5) {
+                format!("{}-\n{}", &w[..3], &w[3..])
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    out.push(("hyphenated", hyphenated.join(" ")));
+    let forms: Vec<String> = words.iter().map(|w| letter_form(w, rng.random_range(0..4))).collect();
+    out.push(("letterforms", forms.join(" ")));
+    // Inserted words: a filler every two or three words.
+    let mut padded = Vec::new();
+    let mut next = rng.random_range(2..=3);
+    for (i, w) in words.iter().enumerate() {
+        padded.push(w.to_string());
+        if i + 1 == next {
+            padded.push(format!("{},", PADDING[rng.random_range(0..PADDING.len())]));
+            next += rng.random_range(2..=3);
+        }
+    }
+    out.push(("fillers", padded.join(" ")));
+    // Encodings.
+    let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+    out.push(("base64", format!("Decode this: {}", base64::engine::general_purpose::STANDARD.encode(&text))));
+    out.push(("hex", format!("Decode this: {hex}")));
+    out.push(("url-encoded", format!("Link: https://example.com/q?text={}", url_encode(&text))));
+    out.push(("rot13", crate::guard::encodings::rot13(&text)));
+    out.push(("reversed", text.chars().rev().collect()));
+    out
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// A word in mathematical bold (0), circled (1), full-width (2) or small-capital (3) letters.
+fn letter_form(word: &str, form: usize) -> String {
+    const SMALL: &str = "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡxʏᴢ";
+    word.chars()
+        .map(|c| {
+            let l = c.to_ascii_lowercase();
+            if !l.is_ascii_lowercase() {
+                return c;
+            }
+            let i = l as u32 - 'a' as u32;
+            match form {
+                0 => char::from_u32(0x1D41A + i),
+                1 => char::from_u32(0x24D0 + i),
+                2 => char::from_u32(0xFF41 + i),
+                _ => SMALL.chars().nth(i as usize),
+            }
+            .unwrap_or(c)
+        })
+        .collect()
+}
+
+/// Other ways of writing a term of a type: names reordered or with initials, e-mail addresses
+/// spelled out, phone numbers and ids with other separators.
+fn personal_data_forms(text: &str, ty: Option<crate::forget::TermType>) -> Vec<(&'static str, String)> {
+    use crate::forget::TermType;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match ty {
+        Some(TermType::Person) if words.len() >= 2 => {
+            let (first, last) = (words[0], words[words.len() - 1]);
+            let initial = &first[..first.chars().next().map_or(0, char::len_utf8)];
+            let mut out = vec![
+                ("pii-person", format!("{last}, {first}")),
+                ("pii-person", format!("{initial}. {last}")),
+            ];
+            if let Some((a, b)) = last.split_once('-') {
+                out.push(("pii-person", format!("{first} {a} {b}")));
+                out.push(("pii-person", format!("{initial}. {b}")));
+            }
+            if words.len() > 2 {
+                out.push(("pii-person", format!("{first} {last}")));
+            }
+            out
+        }
+        Some(TermType::Email) => match text.split_once('@') {
+            Some((local, domain)) => vec![
+                ("pii-email", format!("{} at {}", local.replace('.', " dot "), domain.replace('.', " dot "))),
+                ("pii-email", format!("{local} [at] {}", domain.replace('.', " (dot) "))),
+                ("pii-email", text.to_uppercase()),
+            ],
+            None => Vec::new(),
+        },
+        Some(TermType::Phone) => {
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            let national = if text.trim_start().starts_with('+') && digits.len() > 10 {
+                &digits[digits.len() - 10..]
+            } else {
+                &digits[..]
+            };
+            let dotted: Vec<String> =
+                national.as_bytes().chunks(3).map(|c| String::from_utf8_lossy(c).to_string()).collect();
+            vec![
+                ("pii-phone", digits.clone()),
+                ("pii-phone", national.to_string()),
+                ("pii-phone", dotted.join(".")),
+                ("pii-phone", format!("+{digits}")),
+            ]
+        }
+        Some(TermType::Id) => {
+            let bare: String = text.chars().filter(|c| c.is_alphanumeric()).collect();
+            vec![
+                ("pii-id", bare.clone()),
+                ("pii-id", bare.to_lowercase()),
+                ("pii-id", text.replace('-', " ")),
+            ]
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn random_case(text: &str, rng: &mut StdRng) -> String {

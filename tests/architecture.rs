@@ -279,14 +279,21 @@ fn module_dependencies_have_no_cycle() {
 #[test]
 fn the_leaf_modules_depend_on_nothing_of_the_crate() {
     let graph = graph();
-    for leaf in ["metrics", "guard::normalize"] {
+    for leaf in ["metrics", "guard::markup"] {
         assert_eq!(graph[leaf], BTreeSet::new(), "{leaf} must be a leaf");
     }
+    let text_helpers = ["guard::normalize", "guard::markup"];
+    assert!(
+        graph["guard::normalize"].iter().all(|d| text_helpers.contains(&d.as_str())),
+        "normalization uses only markup"
+    );
     for (module, deps) in &graph {
         if module == "forget" || module.starts_with("forget::") {
             let outside: Vec<&String> = deps
                 .iter()
-                .filter(|d| !d.starts_with("forget") && *d != "guard::normalize" && *d != "metrics")
+                .filter(|d| {
+                    !d.starts_with("forget") && !text_helpers.contains(&d.as_str()) && *d != "metrics"
+                })
                 .collect();
             assert!(
                 outside.is_empty(),

@@ -124,6 +124,7 @@ async fn block_mask_and_monitor_on_a_copied_passage() {
         kind: lethe::forget::Kind::Document,
         text: BIO.into(),
         aliases: vec![],
+        term_type: None,
         fingerprints: None,
     }];
     let mut mask_cfg = cfg.clone();
@@ -190,6 +191,7 @@ async fn an_entry_added_over_the_admin_api_blocks_the_next_generation() {
         kind: lethe::proto::EntryKind::Document as i32,
         text: BIO.into(),
         aliases: vec![],
+        term_type: String::new(),
     };
     let policy = lethe::proto::SetPolicy { action: lethe::proto::Action::Block as i32, ..Default::default() };
     admin

@@ -92,8 +92,13 @@ async fn serving(channel: Channel) -> bool {
 }
 
 fn add_request(id: &str, text: &str) -> AddEntriesRequest {
-    let entry =
-        ForgetEntry { id: id.into(), kind: EntryKind::Term as i32, text: text.into(), aliases: vec![] };
+    let entry = ForgetEntry {
+        id: id.into(),
+        kind: EntryKind::Term as i32,
+        text: text.into(),
+        aliases: vec![],
+        term_type: String::new(),
+    };
     AddEntriesRequest { set: "people".into(), entries: vec![entry] }
 }
 

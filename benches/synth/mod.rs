@@ -60,6 +60,7 @@ pub fn documents(n: usize, offset: usize, seed: u64, vocab: &[String]) -> Vec<En
                     .collect::<Vec<_>>()
                     .join(" "),
                 aliases: vec![],
+                term_type: None,
                 fingerprints: None,
             }
         })
@@ -95,6 +96,7 @@ pub fn terms(n: usize, seed: u64) -> Vec<Entry> {
                 kind: Kind::Term,
                 text: format!("{} {}", capitalize(&given), capitalize(&family)),
                 aliases: vec![format!("{given}.{family}{i}@example.org")],
+                term_type: None,
                 fingerprints: None,
             }
         })

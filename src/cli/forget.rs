@@ -1,5 +1,5 @@
 //! `lethe forget`: the operator's client for a running server's ForgetAdmin API.
-use crate::forget::{Action, Kind};
+use crate::forget::{Action, Kind, TermType};
 use crate::proto::forget_admin_client::ForgetAdminClient;
 use crate::proto::{self, *};
 use anyhow::{Context, Result};
@@ -35,6 +35,10 @@ enum ForgetCommand {
         kind: Kind,
         #[arg(long = "alias")]
         aliases: Vec<String>,
+        /// For terms: person, email, phone or id (the variants it is also matched in); unset:
+        /// detected from the text.
+        #[arg(long = "type", value_enum)]
+        term_type: Option<TermType>,
         text: String,
     },
     /// Remove entries from a set by id.
@@ -109,9 +113,10 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
     });
     let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", e.code(), e.message());
     match args.command {
-        ForgetCommand::Add { set, id, kind, aliases, text } => {
+        ForgetCommand::Add { set, id, kind, aliases, term_type, text } => {
             let text = if text == "-" { std::io::read_to_string(std::io::stdin())? } else { text };
-            let entry = ForgetEntry { id, kind: entry_kind(kind) as i32, text, aliases };
+            let term_type = term_type.map(|t| format!("{t:?}").to_lowercase()).unwrap_or_default();
+            let entry = ForgetEntry { id, kind: entry_kind(kind) as i32, text, aliases, term_type };
             let r =
                 client.add_entries(AddEntriesRequest { set, entries: vec![entry] }).await.map_err(status)?;
             print_mutation(r.get_ref());
@@ -162,6 +167,7 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
                 sets.entry(e.set).or_default().push(ForgetEntry {
                     id: e.id,
                     kind: entry_kind(e.kind) as i32,
+                    term_type: e.term_type.map(|t| format!("{t:?}").to_lowercase()).unwrap_or_default(),
                     text: e.text,
                     aliases: e.aliases,
                 });

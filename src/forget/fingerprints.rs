@@ -16,6 +16,10 @@ pub struct Fingerprints {
     /// (fingerprint, length in words) of the term and each alias (terms).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub terms: Vec<(u64, u32)>,
+    /// (hash, length in bytes) of the joined keys of phone numbers and ids: any run of words
+    /// whose normalized letters and digits, concatenated, are the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<(u64, u32)>,
     /// Embedder and windowing the vectors come from; unset: no vectors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedder: Option<String>,

@@ -26,6 +26,20 @@ pub enum Kind {
     Term,
 }
 
+/// What a `term` is, which decides the variants it is also matched in (`guard::variants`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TermType {
+    /// A person's name: initials, "Last, First", surname parts.
+    Person,
+    /// An e-mail address: spelled out or obfuscated.
+    Email,
+    /// A phone number: its digits, however separated, with or without the country code.
+    Phone,
+    /// An id or account number: its letters and digits, without separators.
+    Id,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
@@ -35,6 +49,9 @@ pub struct Entry {
     pub text: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// For terms: what the term is; unset, it is detected from the text.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub term_type: Option<TermType>,
     /// Set (and `text` empty) when the fingerprint-only store keeps the entry: what the
     /// indexes need of the text, without the text.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "fingerprints::shared")]
@@ -52,6 +69,7 @@ impl Entry {
             kind: Kind::Document,
             text: text.into(),
             aliases: vec![],
+            term_type: None,
             fingerprints: None,
         }
     }
@@ -73,6 +91,9 @@ impl Entry {
         }
         if self.kind == Kind::Document && !self.aliases.is_empty() {
             bail!("entry {:?}: `aliases` are for terms only", self.id);
+        }
+        if self.kind == Kind::Document && self.term_type.is_some() {
+            bail!("entry {:?}: `type` is for terms only", self.id);
         }
         if self.aliases.iter().any(|a| crate::guard::normalize::words(a).is_empty()) {
             bail!("entry {:?}: an alias has no words", self.id);

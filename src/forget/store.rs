@@ -217,6 +217,7 @@ mod tests {
             kind: Kind::Term,
             text: format!("secret term {id}"),
             aliases: vec![],
+            term_type: None,
             fingerprints: None,
         }
     }

@@ -2,7 +2,8 @@
 //! filters, HNSW) serves `Check`, prompts and the stream guard's semantic windows; the exact
 //! audit runs the same code with `exact` set (exact maps, every forget vector by brute force,
 //! denser windows), as qdrant's `SearchParams { exact }` does.
-use super::{normalize, semantic, Finding, Guard, Layer};
+use super::ngram::word_hashes;
+use super::{encodings, normalize, semantic, Finding, Guard, Layer};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -32,7 +33,7 @@ impl Guard {
     pub fn check(&self, text: &str, params: CheckParams) -> Result<Vec<Finding>> {
         let w = normalize::words(text);
         let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
-        let mut findings = self.text_findings(&w, params.exact);
+        let mut findings = self.text_findings(text, &w, params.exact);
         if self.semantic_active() && !w.is_empty() {
             let p = self.params;
             let stride = if params.exact { EXACT_STRIDE_WORDS } else { p.stride_words };
@@ -46,18 +47,31 @@ impl Guard {
         Ok(dedup_best(findings))
     }
 
-    /// N-gram and term findings of normalized words; `exact`: the exact map alone, without the
-    /// Bloom filter in front of it.
-    fn text_findings(&self, w: &normalize::Words, exact: bool) -> Vec<Finding> {
+    /// N-gram and term findings of `text` (its normalized words `w`) and of what its encoded
+    /// spans decode to; `exact`: the exact map alone, without the Bloom filter in front of it.
+    pub(super) fn text_findings(&self, text: &str, w: &normalize::Words, exact: bool) -> Vec<Finding> {
+        let mut findings = self.word_findings(w, exact);
+        for d in encodings::decoded(text) {
+            for mut f in self.word_findings(&normalize::words(&d.text), exact) {
+                f.span = d.original(f.span);
+                findings.push(f);
+            }
+        }
+        findings
+    }
+
+    /// N-gram and term findings of normalized words.
+    pub(super) fn word_findings(&self, w: &normalize::Words, exact: bool) -> Vec<Finding> {
         let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
-        let ngrams = if exact { self.ngrams.scan_exact(&w.words) } else { self.ngrams.scan(&w.words) };
+        let hashes = word_hashes(&w.words);
+        let ngrams = if exact { self.ngrams.scan_exact(&hashes) } else { self.ngrams.scan(&hashes) };
         let mut findings: Vec<Finding> = ngrams
             .into_iter()
             .map(|m| Finding {
                 entry: m.entry,
                 layer: Layer::Ngram,
                 score: m.score,
-                span: byte_span(self.ngrams.word_span(&m.positions)),
+                span: byte_span(m.words),
             })
             .collect();
         for end in 1..=w.len() {

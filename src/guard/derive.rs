@@ -7,8 +7,9 @@
 //! A fingerprint is only valid for the parameters it was derived with; `recipe` and `embedder`
 //! name them, and an entry derived with other parameters is refused rather than silently
 //! matched with the wrong ones.
-use super::ngram::{fingerprint, fingerprint_tokens};
+use super::ngram::{document_fingerprints, fingerprint, fingerprint_tokens, word_hash};
 use super::semantic::{self, Embedder};
+use super::variants;
 use super::{normalize, GuardConfig};
 use crate::forget::{Entry, Fingerprints, Kind, TokenGrams};
 use crate::model::Model;
@@ -17,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Bump when normalization changes: fingerprints derived before no longer match.
-const NORMALIZATION_VERSION: u32 = 1;
+const NORMALIZATION_VERSION: u32 = 2;
 
 /// Derives fingerprints for one configuration, embedder and model, with a cache of those
 /// already derived (keyed by the entry's content), so unchanged entries cost nothing.
@@ -128,6 +129,7 @@ impl Deriver {
             kind: entry.kind,
             text: String::new(),
             aliases: Vec::new(),
+            term_type: entry.term_type,
             fingerprints: Some(fp),
         })
     }
@@ -138,6 +140,7 @@ impl Deriver {
             recipe: self.recipe.clone(),
             ngrams: Vec::new(),
             terms: Vec::new(),
+            joined: Vec::new(),
             embedder: None,
             vectors: Vec::new(),
             tokens: None,
@@ -147,8 +150,10 @@ impl Deriver {
             Kind::Document => {
                 let words = normalize::words(&e.text);
                 let mut seen = HashSet::new();
-                fp.ngrams =
-                    words.words.windows(self.n).map(fingerprint).filter(|f| seen.insert(*f)).collect();
+                fp.ngrams = document_fingerprints(&words.words, self.n)
+                    .into_iter()
+                    .filter(|f| seen.insert(*f))
+                    .collect();
                 if let Some((_, name)) = &self.embedder {
                     fp.embedder = Some(name.clone());
                     let spans = &words.spans;
@@ -174,11 +179,21 @@ impl Deriver {
                 }
             }
             Kind::Term => {
-                for t in std::iter::once(&e.text).chain(&e.aliases) {
+                let ty = e.term_type.or_else(|| variants::detect(&e.text));
+                let v = variants::of(&e.text, ty);
+                let phrases = std::iter::once(&e.text).chain(&e.aliases).chain(&v.phrases);
+                for t in phrases {
                     let w = normalize::words(t).words;
                     let term = (fingerprint(&w), w.len() as u32);
                     if !w.is_empty() && !fp.terms.contains(&term) {
                         fp.terms.push(term);
+                    }
+                }
+                for t in &v.joined {
+                    let key = normalize::words(t).words.concat();
+                    let joined = (word_hash(&key), key.len() as u32);
+                    if !key.is_empty() && !fp.joined.contains(&joined) {
+                        fp.joined.push(joined);
                     }
                 }
             }
@@ -247,6 +262,7 @@ mod tests {
             kind: Kind::Document,
             text: "Orlan Vesk painted the lighthouse door crimson every spring".into(),
             aliases: vec![],
+            term_type: None,
             fingerprints: None,
         };
         let deriver = Deriver::new(&GuardConfig { embedder: None, ..Default::default() }, None);
@@ -266,6 +282,7 @@ mod tests {
             kind: Kind::Document,
             text: "one two three four five six".into(),
             aliases: vec![],
+            term_type: None,
             fingerprints: None,
         };
         let cfg = GuardConfig { embedder: None, ..Default::default() };

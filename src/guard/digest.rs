@@ -31,6 +31,10 @@ pub(super) fn entry_digest(e: &Entry) -> u128 {
     for a in &e.aliases {
         field(a.as_bytes());
     }
+    // Absent for entries without a type, so their digests are what they were.
+    if let Some(t) = e.term_type {
+        field(format!("type:{t:?}").as_bytes());
+    }
     if let Some(fp) = &e.fingerprints {
         field(fp.recipe.as_bytes());
         field(&fp.ngrams.iter().flat_map(|n| n.to_le_bytes()).collect::<Vec<u8>>());
@@ -38,6 +42,12 @@ pub(super) fn entry_digest(e: &Entry) -> u128 {
             &fp.terms
                 .iter()
                 .flat_map(|(f, l)| [f.to_le_bytes().as_slice(), &l.to_le_bytes()].concat())
+                .collect::<Vec<u8>>(),
+        );
+        field(
+            &fp.joined
+                .iter()
+                .flat_map(|(k, l)| [k.to_le_bytes().as_slice(), &l.to_le_bytes()].concat())
                 .collect::<Vec<u8>>(),
         );
         field(fp.embedder.as_deref().unwrap_or("").as_bytes());

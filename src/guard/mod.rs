@@ -9,7 +9,9 @@ pub mod check;
 pub mod config;
 pub mod derive;
 mod digest;
+pub mod encodings;
 pub mod footprint;
+pub mod markup;
 pub mod ngram;
 pub mod normalize;
 pub mod semantic;
@@ -17,6 +19,7 @@ pub mod snapshot;
 pub mod stream;
 pub mod terms;
 pub mod tokens;
+pub mod variants;
 
 pub use check::CheckParams;
 pub use config::GuardConfig;

@@ -155,7 +155,9 @@ impl Guard {
 
         self.ngrams =
             self.ngrams.appended(derived.iter().enumerate().map(|(i, f)| (number(i), &f.ngrams[..])));
-        self.terms = self.terms.with(derived.iter().enumerate().map(|(i, f)| (number(i), &f.terms[..])));
+        self.terms = self
+            .terms
+            .with(derived.iter().enumerate().map(|(i, f)| (number(i), &f.terms[..], &f.joined[..])));
         if full {
             let grams: Vec<&[(u64, u32)]> = (0..entries.len())
                 .filter(|&i| model.is_some() && masked[i])
@@ -188,7 +190,7 @@ impl Guard {
                 Kind::Term => s.terms += 1,
             }
             s.ngram_fingerprints += f.ngrams.len();
-            s.term_fingerprints += f.terms.len();
+            s.term_fingerprints += f.terms.len() + f.joined.len();
             s.token_prefixes += if masked[i] { f.tokens.as_ref().map_or(0, |t| t.grams.len()) } else { 0 };
             s.semantic_vectors += if has_semantic { f.vectors.len() } else { 0 };
         }

@@ -2,7 +2,8 @@
 //! guard has cleared. The newest `hold_back_words` words (and any unfinished word) are held
 //! back, so a match is found before its words reach the client, including a match that spans
 //! two chunks. After a block nothing more is released.
-use super::{normalize, Finding, Guard, Layer};
+use super::ngram::{word_hash, Hit};
+use super::{encodings, normalize, Finding, Guard, Layer};
 use crate::forget::Action;
 use anyhow::Result;
 use std::ops::Range;
@@ -17,20 +18,28 @@ pub enum Release {
     Blocked(Finding),
 }
 
+/// Words between two looks for encoded copies (fewer when the hold-back is shorter), and the
+/// words each look covers.
+const ENCODED_STRIDE_WORDS: usize = 8;
+const ENCODED_WINDOW_WORDS: usize = 24;
+
 pub struct StreamGuard {
     guard: Arc<Guard>,
     text: String,
-    /// Complete normalized words and their byte spans in `text`.
+    /// Complete normalized words, their hashes (for n-gram fingerprints) and their byte spans
+    /// in `text`.
     words: Vec<String>,
+    hashes: Vec<u64>,
     spans: Vec<Range<usize>>,
     /// Where the text not yet cut into complete words starts.
     tail_from: usize,
     /// Bytes of `text` released to the client.
     released: usize,
     /// Entries hit by each word n-gram so far.
-    hits: Vec<Vec<u32>>,
-    /// Words covered by the last semantic check.
+    hits: Vec<Vec<Hit>>,
+    /// Words covered by the last semantic check, and by the last look for encoded copies.
     semantic_done: usize,
+    decoded_done: usize,
     /// Matches of `mask` and `monitor` sets (delivered, reported).
     findings: Vec<Finding>,
     blocked: Option<Finding>,
@@ -42,11 +51,13 @@ impl StreamGuard {
             guard,
             text: String::new(),
             words: Vec::new(),
+            hashes: Vec::new(),
             spans: Vec::new(),
             tail_from: 0,
             released: 0,
             hits: Vec::new(),
             semantic_done: 0,
+            decoded_done: 0,
             findings: Vec::new(),
             blocked: None,
         }
@@ -105,19 +116,19 @@ impl StreamGuard {
         Release::Text(out)
     }
 
-    /// Cuts the unprocessed tail into words; the last one is complete only once a separator
-    /// follows it (or at the end). Returns the indices of the new complete words.
+    /// Cuts the unprocessed tail into words; a word is complete once nothing appended can change
+    /// it (`normalize::unsettled_from`), or at the end. Returns the indices of the new complete
+    /// words.
     fn cut_words(&mut self, at_end: bool) -> Range<usize> {
         let before = self.words.len();
         let tail = &self.text[self.tail_from..];
         let w = normalize::words(tail);
-        let complete = match w.spans.last() {
-            Some(last) if !at_end && last.end == tail.len() => w.len() - 1,
-            _ => w.len(),
-        };
+        let settled = if at_end { tail.len() } else { normalize::unsettled_from(tail) };
+        let complete = w.spans.iter().take_while(|s| s.end <= settled).count();
         let offset = self.tail_from;
         for (word, span) in w.words.into_iter().zip(w.spans).take(complete) {
             self.tail_from = offset + span.end;
+            self.hashes.push(word_hash(&word));
             self.words.push(word);
             self.spans.push(offset + span.start..offset + span.end);
         }
@@ -130,13 +141,13 @@ impl StreamGuard {
         for end in new.start + 1..=new.end {
             let t = Instant::now();
             if end >= guard.ngrams.params.n {
-                let hits = guard.ngrams.hits(&self.words, end).to_vec();
-                self.hits.push(hits.clone());
+                let hits = guard.ngrams.hits(&self.hashes, end);
+                let entries: Vec<u32> = hits.iter().map(|h| h.entry).collect();
+                self.hits.push(hits);
                 let at = self.hits.len() - 1;
-                for entry in hits {
+                for entry in entries {
                     if let Some(m) = guard.ngrams.evaluate(&self.hits, at, entry) {
-                        let words = guard.ngrams.word_span(&m.positions);
-                        let span = self.spans[words.start].start..self.spans[words.end - 1].end;
+                        let span = self.spans[m.words.start].start..self.spans[m.words.end - 1].end;
                         self.on_finding(Finding { entry, layer: Layer::Ngram, score: m.score, span });
                     }
                 }
@@ -159,6 +170,10 @@ impl StreamGuard {
         if self.blocked.is_some() {
             return Ok(());
         }
+        self.scan_encoded(at_end);
+        if self.blocked.is_some() {
+            return Ok(());
+        }
         let p = guard.params;
         let unchecked = self.words.len() - self.semantic_done;
         if guard.semantic_active() && (unchecked >= p.stride_words || (at_end && unchecked > 0)) {
@@ -173,6 +188,30 @@ impl StreamGuard {
             self.semantic_done = len;
         }
         Ok(())
+    }
+
+    /// Encoded copies (base64, hex, URL-encoding; ROT13, backwards, upside down): the recent
+    /// text, back to the start of the run it is in and with the tail still arriving, is
+    /// decoded every few words and at the end, while its words are still held back.
+    fn scan_encoded(&mut self, at_end: bool) {
+        let stride = (self.guard.hold_back_words / 2).clamp(1, ENCODED_STRIDE_WORDS);
+        let fresh = self.words.len() - self.decoded_done;
+        if !(fresh >= stride || (at_end && (fresh > 0 || self.tail_from < self.text.len()))) {
+            return;
+        }
+        self.decoded_done = self.words.len();
+        let first = self.words.len().saturating_sub(ENCODED_WINDOW_WORDS);
+        let from = self.spans.get(first).map_or(self.tail_from, |s| s.start);
+        let from = self.text[..from].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let t = Instant::now();
+        let guard = self.guard.clone();
+        for d in encodings::decoded(&self.text[from..]) {
+            for f in guard.word_findings(&normalize::words(&d.text), false) {
+                let span = d.original(f.span.clone());
+                self.on_finding(Finding { span: from + span.start..from + span.end, ..f });
+            }
+        }
+        crate::metrics::guard_layer("encoded", t.elapsed());
     }
 
     fn on_finding(&mut self, f: Finding) {

@@ -2,7 +2,7 @@
 //! policies, guard findings), in one place, so the guard and the forget lists never see the
 //! generated types (as qdrant's `lib/api/src/grpc/conversions.rs`).
 use super::validate::ValidationError;
-use crate::forget::{Action, Entry, Kind, SetPolicy};
+use crate::forget::{Action, Entry, Kind, SetPolicy, TermType};
 use crate::guard::{Finding, Guard, Layer, SetStats};
 use crate::live::SetSummary;
 use crate::proto;
@@ -42,12 +42,20 @@ pub fn entries(set: &str, entries: Vec<proto::ForgetEntry>) -> Result<Vec<Entry>
                 proto::EntryKind::Term => Kind::Term,
                 proto::EntryKind::Unspecified => return Err(ValidationError::EntryKind(i)),
             };
+            let term_type = match e.term_type.as_str() {
+                "" => None,
+                t => Some(
+                    <TermType as clap::ValueEnum>::from_str(t, true)
+                        .map_err(|_| ValidationError::TermType(i))?,
+                ),
+            };
             Ok(Entry {
                 id: e.id,
                 set: set.to_string(),
                 kind,
                 text: e.text,
                 aliases: e.aliases,
+                term_type,
                 fingerprints: None,
             })
         })

@@ -64,6 +64,8 @@ pub enum ValidationError {
     NoIds,
     #[error("entries[{0}].kind must be ENTRY_KIND_DOCUMENT or ENTRY_KIND_TERM")]
     EntryKind(usize),
+    #[error("entries[{0}].term_type must be one of person, email, phone, id (or empty)")]
+    TermType(usize),
     #[error("semantic_threshold must be in [-1, 1] (got {0})")]
     SemanticThreshold(f32),
 }
