@@ -6,7 +6,7 @@
 //!     cargo run --release --example reload_scale -- [--semantic] 1000 10000 100000
 //!
 //! Documents are synthetic: 40 words drawn from a 3,000-word vocabulary with a fixed seed.
-use lethe::forget::store::Mutation;
+use lethe::forget::mutation::Mutation;
 use lethe::forget::SetPolicy;
 use lethe::forget::{Entry, Kind};
 use lethe::guard::{semantic::Embedder, GuardConfig};
@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
             model.clone(),
             embedder.clone(),
             Some(dir.path()),
+            Default::default(),
             Default::default(),
         )?);
         let initial = docs(n, 0, &mut rng, &vocab);

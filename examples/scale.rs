@@ -13,7 +13,7 @@
 //! vocabulary of `eval/*.jsonl`, plus 300 two-word pseudo-name terms with an e-mail alias.
 //! Check texts: 20 texts of about 100 vocabulary words (no copy) and 10 that carry a 20-word
 //! verbatim run of one of the first ten documents, each checked `--passes` times.
-use lethe::forget::store::Mutation;
+use lethe::forget::mutation::Mutation;
 use lethe::forget::SetPolicy;
 use lethe::guard::{semantic::Embedder, CheckParams, GuardConfig};
 use lethe::live::Live;
@@ -56,7 +56,14 @@ async fn main() -> anyhow::Result<()> {
     let embedder = if semantic { Some(Arc::new(Embedder::load("models/minilm".as_ref())?)) } else { None };
     let dir = tempfile::tempdir()?;
     let cfg = GuardConfig { embedder: None, ..Default::default() };
-    let live = Arc::new(Live::start(cfg, model, embedder, Some(dir.path()), Default::default())?);
+    let live = Arc::new(Live::start(
+        cfg,
+        model,
+        embedder,
+        Some(dir.path()),
+        Default::default(),
+        Default::default(),
+    )?);
     let entries = synth::documents(docs, 0, synth::seed_docs(), &vocab);
     let rss_before = status_mb("VmRSS:");
 

@@ -35,6 +35,9 @@ pub struct Config {
     pub default_temperature: f32,
     /// Largest accepted request message, in bytes.
     pub max_request_bytes: usize,
+    /// Largest text one `Check` call checks, in bytes (with the semantic layer a check costs
+    /// about 0.15 CPU-s per KiB on 2 cores).
+    pub max_check_bytes: usize,
     /// On SIGTERM, how long in-flight requests may run before the server exits anyway.
     pub drain_timeout_secs: f64,
     pub log_format: LogFormat,
@@ -56,6 +59,10 @@ pub struct Config {
     pub watch_forget: bool,
     /// What the durable store keeps of an entry: its text, or only its fingerprints.
     pub forget_store: StoreMode,
+    /// Serve a forget store that holds fewer records than it acknowledged (a restored backup):
+    /// a one-time decision of an operator, so a flag only, never in the config file.
+    #[serde(skip)]
+    pub accept_store_rollback: bool,
     /// TLS for the gRPC listeners (inference and admin): PEM certificate chain and its key.
     /// Unset: plaintext.
     pub tls_cert_file: Option<PathBuf>,
@@ -87,6 +94,7 @@ impl Default for Config {
             default_max_new_tokens: 256,
             default_temperature: 0.7,
             max_request_bytes: 1 << 20,
+            max_check_bytes: 64 << 10,
             drain_timeout_secs: 30.0,
             log_format: LogFormat::default(),
             log_content: false,
@@ -97,6 +105,7 @@ impl Default for Config {
             inference_token_file: None,
             watch_forget: true,
             forget_store: StoreMode::default(),
+            accept_store_rollback: false,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -143,6 +152,9 @@ pub struct ServeArgs {
     /// Largest request message in bytes [default: 1048576].
     #[arg(long, env = "LETHE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Largest text a Check call checks, in bytes [default: 65536].
+    #[arg(long, env = "LETHE_MAX_CHECK_BYTES")]
+    pub max_check_bytes: Option<usize>,
     /// Seconds in-flight requests may take to finish after SIGTERM [default: 30].
     #[arg(long, env = "LETHE_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: Option<f64>,
@@ -182,6 +194,10 @@ pub struct ServeArgs {
     /// What the durable store keeps: text, or fingerprints only [default: text].
     #[arg(long, env = "LETHE_FORGET_STORE")]
     pub forget_store: Option<StoreMode>,
+    /// Start even if the forget store holds fewer records than it acknowledged (after
+    /// restoring a backup on purpose); logged and counted.
+    #[arg(long)]
+    pub accept_store_rollback: bool,
     /// PEM certificate chain for TLS on the gRPC listeners [default: plaintext].
     #[arg(long, env = "LETHE_TLS_CERT_FILE")]
     pub tls_cert_file: Option<PathBuf>,
@@ -223,6 +239,7 @@ impl Config {
             default_max_new_tokens,
             default_temperature,
             max_request_bytes,
+            max_check_bytes,
             drain_timeout_secs,
             log_format,
             log_content,
@@ -240,6 +257,7 @@ impl Config {
         if let Some(dir) = &args.data_dir {
             cfg.data_dir = Some(dir.clone());
         }
+        cfg.accept_store_rollback = args.accept_store_rollback;
         if let Some(path) = &args.admin_token_file {
             cfg.admin_token_file = Some(path.clone());
         }

@@ -4,7 +4,8 @@
 //! flight keep the snapshot they started with. A mutation is written to the durable store only
 //! once its snapshot has built, and acknowledged only once it is durable and swapped in; a
 //! failed build or a bad file leaves the serving snapshot as it was and is reported in status.
-use crate::forget::store::{apply, Mutation, Sets, Store, StoredSet};
+use crate::forget::mutation::{apply, Mutation, Sets, StoredSet};
+use crate::forget::store::{Rollback, Store};
 use crate::forget::{Entry, Kind, SetPolicy, StoreMode};
 use crate::guard::derive::Deriver;
 use crate::guard::semantic::Embedder;
@@ -67,8 +68,9 @@ impl Live {
         embedder: Option<Arc<Embedder>>,
         data_dir: Option<&std::path::Path>,
         store_mode: StoreMode,
+        rollback: Rollback,
     ) -> Result<Self> {
-        let store = data_dir.map(Store::open).transpose()?;
+        let store = data_dir.map(|dir| Store::open(dir, rollback)).transpose()?;
         let file_entries = match &cfg.forget {
             Some(path) => crate::forget::load(path)?,
             None => Vec::new(),
@@ -216,8 +218,16 @@ impl Live {
         let model = self.model();
         let version = w.version + 1;
         let store_sets = w.store.as_ref().map(|s| s.sets().clone());
+        let serving = w.file_entries.len();
         let result = tokio::task::spawn_blocking(move || -> Result<(Vec<Entry>, Guard)> {
             let entries = crate::forget::load(&path)?;
+            if entries.is_empty() && serving > 0 && crate::forget::is_blank(&path)? {
+                bail!(
+                    "the forget file is now blank (the serving list has {serving} entries from it): kept the \
+                     serving list, as a file truncated in place or half synced looks like this; to empty the \
+                     list on purpose, leave a `#` comment line in the file"
+                );
+            }
             let guard = build(&this.cfg, &model, &this.deriver, &entries, store_sets.as_ref(), version)?;
             Ok((entries, guard))
         })

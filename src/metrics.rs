@@ -35,6 +35,8 @@ pub const SNAPSHOT_VERSION: &str = "lethe_forget_snapshot_version";
 pub const LAST_RELOAD: &str = "lethe_forget_last_reload_timestamp_seconds";
 pub const FORGET_ENTRIES: &str = "lethe_forget_entries";
 pub const CONTENT_FINGERPRINT: &str = "lethe_forget_content_fingerprint";
+pub const STORE_WRITE_FAILURES: &str = "lethe_store_write_failures_total";
+pub const STORE_ROLLBACKS_ACCEPTED: &str = "lethe_store_rollbacks_accepted_total";
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -53,6 +55,7 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         counter!(GENERATIONS, "outcome" => outcome).increment(0);
     }
     counter!(GUARD_ERRORS).increment(0);
+    counter!(STORE_WRITE_FAILURES).increment(0);
     for result in ["success", "failure"] {
         counter!(RELOADS, "result" => result).increment(0);
     }
@@ -115,7 +118,23 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         CONTENT_FINGERPRINT,
         "First 48 bits of the serving list's content hash: replicas serving the same list report the same value."
     );
+    describe_counter!(
+        STORE_WRITE_FAILURES,
+        "Forget-store appends that failed (disk full, I/O error); the change was refused and the log cut back."
+    );
+    describe_counter!(
+        STORE_ROLLBACKS_ACCEPTED,
+        "Starts that served a forget store shorter than its checkpoint, as --accept-store-rollback allowed."
+    );
     Ok(())
+}
+
+pub fn store_write_failed() {
+    counter!(STORE_WRITE_FAILURES).increment(1);
+}
+
+pub fn store_rollback_accepted() {
+    counter!(STORE_ROLLBACKS_ACCEPTED).increment(1);
 }
 
 /// A finished RPC: `method` and `code` (the gRPC status name) come from the telemetry layer.

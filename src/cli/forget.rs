@@ -61,6 +61,21 @@ enum ForgetCommand {
         #[arg(long, value_enum, default_value_t = Action::Block)]
         action: Action,
     },
+    /// Check or repair a durable store on disk (offline: stop the server that uses it first).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Replay the store and report its records, sets and any damage or rollback; exits 1 if
+    /// it would not open.
+    Verify { data_dir: PathBuf },
+    /// Keep the good records before the first damaged one and set the whole log aside
+    /// (forget.log.damaged-<unix seconds>); the records from the damage on are dropped.
+    Repair { data_dir: PathBuf },
 }
 
 /// TLS options of a client: the server's CA, and a client certificate for mTLS.
@@ -98,6 +113,9 @@ impl ClientTls {
 }
 
 pub async fn run(args: ForgetArgs) -> Result<()> {
+    if let ForgetCommand::Store { command } = &args.command {
+        return store(command);
+    }
     let channel = args.tls.connect(&args.addr).await?;
     let bearer: Option<tonic::metadata::AsciiMetadataValue> = args
         .token
@@ -182,6 +200,42 @@ pub async fn run(args: ForgetArgs) -> Result<()> {
                 print!("{set}: {n} entries, ");
                 print_mutation(r.get_ref());
             }
+        }
+        ForgetCommand::Store { .. } => unreachable!("handled offline above"),
+    }
+    Ok(())
+}
+
+/// `lethe forget store`: prints a JSON report (counts and record numbers, never content).
+fn store(command: &StoreCommand) -> Result<()> {
+    use crate::forget::store::{repair, verify, Verification};
+    let report = |v: &Verification| {
+        serde_json::json!({
+            "good_records": v.good_records,
+            "sets": v.sets,
+            "entries": v.entries,
+            "damaged_record": v.damage.as_ref().map(|(n, _)| n),
+            "damage": v.damage.as_ref().map(|(_, d)| d.to_string()),
+            "records_from_the_damage_on": v.records_after,
+            "acknowledged_records": v.acknowledged,
+            "rolled_back": v.rolled_back,
+            "ok": v.ok(),
+        })
+    };
+    match command {
+        StoreCommand::Verify { data_dir } => {
+            let v = verify(data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&report(&v))?);
+            if !v.ok() {
+                anyhow::bail!("the store would not open; `lethe forget store repair` keeps its good records");
+            }
+        }
+        StoreCommand::Repair { data_dir } => {
+            let (before, aside) = repair(data_dir)?;
+            let mut out = report(&before);
+            out["set_aside"] = serde_json::json!(aside.map(|p| p.display().to_string()));
+            out["kept_records"] = serde_json::json!(before.good_records);
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
     Ok(())

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+pub mod checkpoint;
 pub mod fingerprints;
+pub mod log;
+pub mod mutation;
 pub mod policy;
 pub mod store;
 
@@ -108,9 +111,18 @@ pub fn valid_set_name(name: &str) -> Result<()> {
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if !ok {
-        bail!("set name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_', '.'");
+        bail!("set name {:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_', '.'", shown(name));
     }
     Ok(())
+}
+
+/// A name or id from client input as an error message may quote it: at most 64 characters,
+/// so a huge value cannot turn an INVALID_ARGUMENT into an oversized reply.
+pub fn shown(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
 }
 
 /// Parses JSON Lines; blank lines are allowed, ids must be unique within a set.
@@ -119,7 +131,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Entry>> {
     let mut seen = HashSet::new();
     for (i, line) in text.lines().enumerate() {
         let at = || format!("{origin}:{}", i + 1);
-        if line.trim().is_empty() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
         let entry: Entry = serde_json::from_str(line).map_err(|e| {
@@ -143,7 +155,38 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Entry>> {
 /// Loads a `.jsonl` file, or every `*.jsonl` file of a folder (sorted by name; hidden files
 /// and Kubernetes' `..data` indirections skipped).
 pub fn load(path: &Path) -> Result<Vec<Entry>> {
-    let files: Vec<PathBuf> = if path.is_dir() {
+    let mut entries = Vec::new();
+    let mut seen = HashSet::new();
+    for file in list_files(path)? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading forget list {}", file.display()))?;
+        for entry in parse(&text, &file.display().to_string())? {
+            if !seen.insert((entry.set.clone(), entry.id.clone())) {
+                bail!("{}: id {:?} of set {:?} is also in another file", file.display(), entry.id, entry.set);
+            }
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+/// Whether the forget file (or every file of the folder) holds nothing but white space: what
+/// a file truncated in place or half synced looks like, unlike a list emptied on purpose,
+/// which says so in a `#` comment line.
+pub fn is_blank(path: &Path) -> Result<bool> {
+    for file in list_files(path)? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading forget list {}", file.display()))?;
+        if !text.trim().is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The forget file, or the `.jsonl` files of a folder in name order (hidden files skipped).
+fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
+    Ok(if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("reading forget folder {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -156,20 +199,7 @@ pub fn load(path: &Path) -> Result<Vec<Entry>> {
         files
     } else {
         vec![path.to_path_buf()]
-    };
-    let mut entries = Vec::new();
-    let mut seen = HashSet::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading forget list {}", file.display()))?;
-        for entry in parse(&text, &file.display().to_string())? {
-            if !seen.insert((entry.set.clone(), entry.id.clone())) {
-                bail!("{}: id {:?} of set {:?} is also in another file", file.display(), entry.id, entry.set);
-            }
-            entries.push(entry);
-        }
-    }
-    Ok(entries)
+    })
 }
 
 #[cfg(test)]

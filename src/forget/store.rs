@@ -1,13 +1,14 @@
-//! The durable forget store: an append-only log of mutations in the data directory. Every
-//! record is one line, `<xxh3-64 of the payload, hex> <JSON mutation>`, appended and fsynced
-//! before the mutation is acknowledged. On open the log is replayed and every checksum
-//! verified; a torn or corrupt record is an error that names its line, never a silently
-//! shorter list. Files are created 0600 in a 0700 directory: the log holds forgotten text.
-use super::Entry;
-use super::SetPolicy;
+//! The durable forget store: an append-only, chained log of mutations in the data directory
+//! (`log.rs` has the record format), appended and fsynced before a mutation is acknowledged,
+//! and a checkpoint of the last acknowledged record (`checkpoint.rs`). On open the log is
+//! replayed and checked against the checkpoint: damage or a rollback is an error that names
+//! the record and the repair, never a silently shorter list. Files are created 0600 in a 0700
+//! directory: the log holds forgotten text.
+use super::checkpoint::{Checkpoint, CheckpointFile};
+use super::log::{self, Damage};
+use super::mutation::{apply, Mutation, Sets};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use serde::Deserialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,103 +26,37 @@ pub enum StoreMode {
     Fingerprints,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Mutation {
-    PutSet { set: String, policy: SetPolicy, entries: Vec<Entry> },
-    AddEntries { set: String, entries: Vec<Entry> },
-    RemoveEntries { set: String, ids: Vec<String> },
-    DeleteSet { set: String },
-}
-
-impl Mutation {
-    /// The mutation with each of its entries replaced by `seal(entry)` (the fingerprint-only
-    /// store's form).
-    pub fn seal(self, seal: impl Fn(&Entry) -> Result<Entry>) -> Result<Self> {
-        let all = |entries: Vec<Entry>| entries.iter().map(&seal).collect::<Result<Vec<_>>>();
-        Ok(match self {
-            Mutation::PutSet { set, policy, entries } => {
-                Mutation::PutSet { set, policy, entries: all(entries)? }
-            }
-            Mutation::AddEntries { set, entries } => Mutation::AddEntries { set, entries: all(entries)? },
-            other => other,
-        })
-    }
-
-    pub fn set(&self) -> &str {
-        match self {
-            Mutation::PutSet { set, .. }
-            | Mutation::AddEntries { set, .. }
-            | Mutation::RemoveEntries { set, .. }
-            | Mutation::DeleteSet { set } => set,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StoredSet {
-    pub policy: Option<SetPolicy>,
-    pub entries: BTreeMap<String, Entry>,
-}
-
-/// The sets the store holds, by name.
-pub type Sets = BTreeMap<String, StoredSet>;
-
-/// Applies a mutation to `sets`; errors leave `sets` unchanged.
-pub fn apply(sets: &mut Sets, m: &Mutation) -> Result<()> {
-    super::valid_set_name(m.set())?;
-    let check = |set: &str, entries: &[Entry]| -> Result<()> {
-        for e in entries {
-            if e.set != set {
-                bail!("entry {:?} names set {:?}, not {set:?}", e.id, e.set);
-            }
-            e.validate()?;
-        }
-        Ok(())
-    };
-    match m {
-        Mutation::PutSet { set, policy, entries } => {
-            check(set, entries)?;
-            let entries = entries.iter().map(|e| (e.id.clone(), e.clone())).collect();
-            sets.insert(set.clone(), StoredSet { policy: Some(policy.clone()), entries });
-        }
-        Mutation::AddEntries { set, entries } => {
-            check(set, entries)?;
-            let target = sets.entry(set.clone()).or_default();
-            for e in entries {
-                target.entries.insert(e.id.clone(), e.clone());
-            }
-        }
-        Mutation::RemoveEntries { set, ids } => {
-            let Some(target) = sets.get_mut(set) else { bail!("set {set:?} does not exist") };
-            if let Some(missing) = ids.iter().find(|id| !target.entries.contains_key(*id)) {
-                bail!("set {set:?} has no entry {missing:?}");
-            }
-            for id in ids {
-                target.entries.remove(id);
-            }
-        }
-        Mutation::DeleteSet { set } => {
-            if sets.remove(set).is_none() {
-                bail!("set {set:?} does not exist");
-            }
-        }
-    }
-    Ok(())
-}
-
 pub struct Store {
     path: PathBuf,
     log: File,
+    checkpoint: CheckpointFile,
+    /// Good records, the last one's checksum, and the bytes of the log they fill.
     sequence: u64,
+    last_sum: u64,
+    len: u64,
+    /// A failed write could not be cut back: the next write cuts the log to `len` first.
+    dirty: bool,
     sets: Sets,
 }
 
 const LOG_NAME: &str = "forget.log";
+const CHECKPOINT_NAME: &str = "forget.checkpoint";
+
+/// What `Store::open` does with a log shorter than, or different from, its checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rollback {
+    /// Refuse to open: the log lost acknowledged records.
+    #[default]
+    Refuse,
+    /// Serve the log as it is (an operator restored a backup on purpose); logged and counted.
+    Accept,
+}
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and replays its log.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens (or creates) the store in `dir` and replays its log. A torn last record (a write
+    /// that never finished, so never acknowledged) is cut off with a warning; any other damage,
+    /// or a log that holds less than its checkpoint says was acknowledged, refuses the open.
+    pub fn open(dir: &Path, rollback: Rollback) -> Result<Self> {
         create_private_dir(dir)?;
         let path = dir.join(LOG_NAME);
         let mut options = OpenOptions::new();
@@ -130,15 +65,71 @@ impl Store {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let log =
             options.open(&path).with_context(|| format!("opening the forget store {}", path.display()))?;
+        let (checkpoint, acknowledged) = CheckpointFile::open(&dir.join(CHECKPOINT_NAME))?;
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let (sets, sequence) = replay(&bytes).with_context(|| {
-            format!(
-                "the forget store {} is damaged; it was not loaded, to avoid serving a shorter list",
-                path.display()
-            )
-        })?;
+        let r = log::replay(&bytes);
+        match &r.damage {
+            None => {}
+            Some((n, Damage::Torn)) => {
+                tracing::warn!(
+                    record = n,
+                    kept = r.sequence,
+                    "the forget store's last record is torn (its write was interrupted before it was \
+                     acknowledged); it was cut off"
+                );
+                log.set_len(r.good_len).and_then(|_| log.sync_data()).context("cutting off the torn record")?;
+            }
+            Some((n, damage)) => bail!(
+                "the forget store {} is damaged: record {n} {damage}; {} records from there on were not read. \
+                 It was not loaded, to avoid serving a shorter list. `lethe forget store verify {}` shows the \
+                 damage; `lethe forget store repair {}` keeps the {} good records and sets the rest aside",
+                path.display(),
+                r.records_after,
+                dir.display(),
+                dir.display(),
+                r.sequence
+            ),
+        }
+        let store_checkpoint = Checkpoint { sequence: r.sequence, last_sum: r.last_sum };
+        if let Some(ack) = acknowledged {
+            let differs = r.sum_of(ack.sequence).is_some_and(|sum| sum != ack.last_sum);
+            if ack.sequence > r.sequence || differs {
+                let what = if differs {
+                    format!("its record {} differs from the one acknowledged", ack.sequence)
+                } else {
+                    format!("it holds {} records but {} were acknowledged", r.sequence, ack.sequence)
+                };
+                if rollback == Rollback::Refuse {
+                    bail!(
+                        "the forget store {} was rolled back: {what} (the log was cut, emptied, replaced or \
+                         restored from a backup). It was not loaded, to avoid serving a shorter list; start \
+                         with --accept-store-rollback to serve it as it is",
+                        path.display()
+                    );
+                }
+                tracing::warn!(
+                    records = r.sequence,
+                    acknowledged = ack.sequence,
+                    "the forget store was rolled back ({what}); served as it is (--accept-store-rollback)"
+                );
+                crate::metrics::store_rollback_accepted();
+                checkpoint.reset(store_checkpoint).context("resetting the store's checkpoint")?;
+            }
+        }
+        if acknowledged.is_none_or(|ack| ack.sequence < r.sequence) {
+            checkpoint.reset(store_checkpoint).context("writing the store's checkpoint")?;
+        }
         sync_dir(dir)?;
-        Ok(Self { path, log, sequence, sets })
+        Ok(Self {
+            path,
+            log,
+            checkpoint,
+            sequence: r.sequence,
+            last_sum: r.last_sum,
+            len: r.good_len,
+            dirty: false,
+            sets: r.sets,
+        })
     }
 
     pub fn sets(&self) -> &Sets {
@@ -149,44 +140,107 @@ impl Store {
         self.sequence
     }
 
-    /// Appends `m` durably (fsync) and applies it; returns its sequence number.
+    /// Appends `m` durably (fsync) and applies it; returns its sequence number. A failed write
+    /// (disk full, I/O error) is cut back to the last good record before the error is returned,
+    /// so no half record is left for later records to land behind.
     pub fn commit(&mut self, m: &Mutation) -> Result<u64> {
         let mut next = self.sets.clone();
         apply(&mut next, m)?;
-        let payload = serde_json::to_string(m)?;
-        let line = format!("{:016x} {payload}\n", xxhash_rust::xxh3::xxh3_64(payload.as_bytes()));
-        self.log
-            .write_all(line.as_bytes())
-            .and_then(|_| self.log.sync_data())
-            .with_context(|| format!("writing the forget store {}", self.path.display()))?;
-        self.sets = next;
+        let record = log::encode(self.sequence + 1, self.last_sum, m)?;
+        let context = format!("writing the forget store {}", self.path.display());
+        if self.dirty {
+            self.cut_back().context(context.clone())?;
+        }
+        if let Err(e) = self.log.write_all(record.line.as_bytes()).and_then(|_| self.log.sync_data()) {
+            self.dirty = self.cut_back().is_err();
+            crate::metrics::store_write_failed();
+            return Err(e).context(context);
+        }
         self.sequence += 1;
+        self.last_sum = record.sum;
+        self.len += record.line.len() as u64;
+        self.sets = next;
+        // The record is durable, so the change is acknowledged even if the checkpoint write
+        // fails: a checkpoint behind the log is safe (only one ahead of it is a rollback).
+        if let Err(e) = self.checkpoint.write(Checkpoint { sequence: self.sequence, last_sum: record.sum }) {
+            tracing::warn!(error = %e, "writing the forget store's checkpoint failed; it is retried on the next change");
+        }
         Ok(self.sequence)
+    }
+
+    fn cut_back(&mut self) -> std::io::Result<()> {
+        self.log.set_len(self.len)?;
+        self.log.sync_data()?;
+        self.dirty = false;
+        Ok(())
     }
 }
 
-fn replay(bytes: &[u8]) -> Result<(Sets, u64)> {
-    let mut sets = Sets::new();
-    let mut sequence = 0;
-    let text = std::str::from_utf8(bytes).context("the log is not UTF-8")?;
-    let complete = text.ends_with('\n') || text.is_empty();
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        let n = i + 1;
-        if i + 1 == lines.len() && !complete {
-            bail!("record {n} (the last) is torn: it has no line end; the write was interrupted");
-        }
-        let (sum, payload) = line.split_once(' ').with_context(|| format!("record {n} is malformed"))?;
-        let expected = u64::from_str_radix(sum, 16).with_context(|| format!("record {n} has no checksum"))?;
-        if xxhash_rust::xxh3::xxh3_64(payload.as_bytes()) != expected {
-            bail!("record {n} fails its checksum");
-        }
-        let m: Mutation =
-            serde_json::from_str(payload).with_context(|| format!("record {n} does not parse"))?;
-        apply(&mut sets, &m).with_context(|| format!("record {n} does not apply"))?;
-        sequence += 1;
+/// What `lethe forget store verify` reports.
+#[derive(Debug)]
+pub struct Verification {
+    pub good_records: u64,
+    pub sets: usize,
+    pub entries: usize,
+    /// The first bad record and what is wrong with it; the records from there on.
+    pub damage: Option<(u64, Damage)>,
+    pub records_after: u64,
+    /// The checkpoint's sequence (None: no checkpoint) and whether the log reaches it intact.
+    pub acknowledged: Option<u64>,
+    pub rolled_back: bool,
+}
+
+impl Verification {
+    pub fn ok(&self) -> bool {
+        self.damage.is_none() && !self.rolled_back
     }
-    Ok((sets, sequence))
+}
+
+/// Reads the store in `dir` without changing it.
+pub fn verify(dir: &Path) -> Result<Verification> {
+    let path = dir.join(LOG_NAME);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let r = log::replay(&bytes);
+    let cp_path = dir.join(CHECKPOINT_NAME);
+    let acknowledged = if cp_path.exists() { CheckpointFile::open(&cp_path)?.1 } else { None };
+    let rolled_back = acknowledged.is_some_and(|ack| {
+        ack.sequence > r.sequence || r.sum_of(ack.sequence).is_some_and(|s| s != ack.last_sum)
+    });
+    Ok(Verification {
+        good_records: r.sequence,
+        sets: r.sets.len(),
+        entries: r.sets.values().map(|s| s.entries.len()).sum(),
+        damage: r.damage,
+        records_after: r.records_after,
+        acknowledged: acknowledged.map(|a| a.sequence),
+        rolled_back,
+    })
+}
+
+/// Keeps the good prefix of the log in `dir`: the whole original is first copied aside (to
+/// `forget.log.damaged-<unix seconds>`), then the log is cut after its last good record and
+/// the checkpoint set to it. Returns the verification from before the repair and the copy.
+pub fn repair(dir: &Path) -> Result<(Verification, Option<PathBuf>)> {
+    let before = verify(dir)?;
+    if before.ok() {
+        return Ok((before, None));
+    }
+    let path = dir.join(LOG_NAME);
+    let seconds =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let aside = dir.join(format!("{LOG_NAME}.damaged-{seconds}"));
+    std::fs::copy(&path, &aside).with_context(|| format!("copying the log aside to {}", aside.display()))?;
+    File::open(&aside).and_then(|f| f.sync_all()).context("syncing the copy")?;
+    let bytes = std::fs::read(&path)?;
+    let r = log::replay(&bytes);
+    let log = OpenOptions::new().write(true).open(&path)?;
+    log.set_len(r.good_len).and_then(|_| log.sync_all()).context("cutting the log")?;
+    let (checkpoint, _) = CheckpointFile::open(&dir.join(CHECKPOINT_NAME))?;
+    checkpoint
+        .reset(Checkpoint { sequence: r.sequence, last_sum: r.last_sum })
+        .context("resetting the checkpoint")?;
+    sync_dir(dir)?;
+    Ok((before, Some(aside)))
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -208,7 +262,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forget::Kind;
+    use crate::forget::{Entry, Kind};
 
     fn entry(set: &str, id: &str) -> Entry {
         Entry {
@@ -225,7 +279,7 @@ mod tests {
     #[test]
     fn mutations_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path(), Rollback::Refuse).unwrap();
         store
             .commit(&Mutation::AddEntries {
                 set: "s".into(),
@@ -234,7 +288,7 @@ mod tests {
             .unwrap();
         store.commit(&Mutation::RemoveEntries { set: "s".into(), ids: vec!["a".into()] }).unwrap();
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), Rollback::Refuse).unwrap();
         assert_eq!(store.sequence(), 2);
         assert_eq!(store.sets()["s"].entries.keys().collect::<Vec<_>>(), ["b"]);
         #[cfg(unix)]
@@ -248,7 +302,7 @@ mod tests {
     #[test]
     fn invalid_mutations_are_rejected_and_not_logged() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path(), Rollback::Refuse).unwrap();
         assert!(store.commit(&Mutation::RemoveEntries { set: "s".into(), ids: vec!["x".into()] }).is_err());
         assert!(store
             .commit(&Mutation::AddEntries { set: "s".into(), entries: vec![entry("t", "a")] })
@@ -258,27 +312,114 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join(LOG_NAME)).unwrap().len(), 0);
     }
 
+    fn add(store: &mut Store, id: &str) {
+        store.commit(&Mutation::AddEntries { set: "s".into(), entries: vec![entry("s", id)] }).unwrap();
+    }
+
+    fn open_err(dir: &Path) -> String {
+        let err = format!("{:#}", Store::open(dir, Rollback::Refuse).err().expect("the open is refused"));
+        assert!(!err.contains("secret"), "{err}");
+        err
+    }
+
     #[test]
-    fn torn_and_corrupt_tails_are_reported_not_truncated() {
+    fn a_torn_last_record_is_cut_off_and_damage_before_it_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        store.commit(&Mutation::AddEntries { set: "s".into(), entries: vec![entry("s", "a")] }).unwrap();
-        store.commit(&Mutation::AddEntries { set: "s".into(), entries: vec![entry("s", "b")] }).unwrap();
+        let mut store = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        add(&mut store, "a");
+        add(&mut store, "b");
         drop(store);
         let log = dir.path().join(LOG_NAME);
         let good = std::fs::read(&log).unwrap();
 
-        std::fs::write(&log, &good[..good.len() - 5]).unwrap();
-        let err = format!("{:#}", Store::open(dir.path()).err().unwrap());
-        assert!(err.contains("record 2") && err.contains("torn"), "{err}");
-        assert!(!err.contains("secret"), "{err}");
+        // An append that never finished (a crash mid-write) was never acknowledged: cut off.
+        let mut torn = good.clone();
+        torn.extend_from_slice(b"0123abcd 3 00");
+        std::fs::write(&log, &torn).unwrap();
+        let mut store = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        assert_eq!(store.sequence(), 2);
+        assert_eq!(std::fs::read(&log).unwrap(), good);
+        add(&mut store, "c");
+        drop(store);
+        let after_c = std::fs::read(&log).unwrap();
 
-        let mut flipped = good.clone();
-        let at = flipped.len() - 10;
-        flipped[at] ^= 0x01;
+        let mut flipped = after_c.clone();
+        flipped[good.len() - 10] ^= 0x01;
         std::fs::write(&log, &flipped).unwrap();
-        let err = format!("{:#}", Store::open(dir.path()).err().unwrap());
-        assert!(err.contains("record 2") && err.contains("checksum"), "{err}");
-        assert!(!err.contains("secret"), "{err}");
+        let err = open_err(dir.path());
+        assert!(err.contains("record 2 fails its checksum") && err.contains("repair"), "{err}");
+
+        // `repair` keeps the good prefix, sets the whole damaged log aside, and the store opens.
+        let (before, aside) = repair(dir.path()).unwrap();
+        assert_eq!((before.good_records, before.records_after), (1, 2));
+        assert_eq!(std::fs::read(aside.unwrap()).unwrap(), flipped);
+        let store = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        assert_eq!(store.sets()["s"].entries.keys().collect::<Vec<_>>(), ["a"]);
+        assert!(verify(dir.path()).unwrap().ok());
+    }
+
+    #[test]
+    fn a_log_cut_emptied_deleted_or_reordered_is_refused_unless_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        for id in ["a", "b", "c"] {
+            add(&mut store, id);
+        }
+        drop(store);
+        let log = dir.path().join(LOG_NAME);
+        let good = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = good.split_inclusive('\n').collect();
+
+        let cut = lines[..2].concat();
+        for (altered, expect) in [
+            (Some(cut.clone()), "holds 2 records but 3 were acknowledged"),
+            (Some(String::new()), "holds 0 records but 3 were acknowledged"),
+            (None, "holds 0 records but 3 were acknowledged"),
+            (Some([lines[0], lines[2], lines[1]].concat()), "record 2 is out of order"),
+        ] {
+            match &altered {
+                Some(text) => std::fs::write(&log, text).unwrap(),
+                None => std::fs::remove_file(&log).unwrap(),
+            }
+            let err = open_err(dir.path());
+            assert!(err.contains(expect), "{expect}: {err}");
+            assert!(!verify(dir.path()).unwrap().ok());
+        }
+        // A different third record than the one acknowledged.
+        std::fs::write(&log, &cut).unwrap();
+        let mut other = Store::open(dir.path(), Rollback::Accept).unwrap();
+        assert_eq!(other.sequence(), 2);
+        drop(other);
+        let restored = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        assert_eq!(restored.sets()["s"].entries.len(), 2, "accepted once, the rollback stands");
+        drop(restored);
+        std::fs::write(&log, &good).unwrap();
+        other = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        assert_eq!(other.sequence(), 3, "a log longer than its checkpoint is fine");
+        drop(other);
+        let prev = log::replay(cut.as_bytes()).last_sum;
+        let replaced = log::encode(3, prev, &Mutation::DeleteSet { set: "s".into() }).unwrap();
+        std::fs::write(&log, format!("{cut}{}", replaced.line)).unwrap();
+        assert!(open_err(dir.path()).contains("record 3 differs from the one acknowledged"));
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_and_the_next_write_lands_after_the_last_good_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        add(&mut store, "a");
+        let log = dir.path().join(LOG_NAME);
+        let writable = std::mem::replace(&mut store.log, File::open(&log).unwrap());
+        // Stand-in for a full disk: the write fails, and so does cutting back (read-only).
+        let m = Mutation::AddEntries { set: "s".into(), entries: vec![entry("s", "b")] };
+        assert!(store.commit(&m).is_err());
+        assert!(store.dirty);
+        assert_eq!(store.sequence(), 1);
+        std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(b"half a rec").unwrap();
+        store.log = writable;
+        add(&mut store, "c");
+        drop(store);
+        let store = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        assert_eq!(store.sets()["s"].entries.keys().collect::<Vec<_>>(), ["a", "c"]);
     }
 }

@@ -3,7 +3,7 @@
 use super::convert::{entries, policy, set_info};
 use super::error::{Error, ReloadError};
 use super::validate::ValidationError;
-use crate::forget::store::Mutation;
+use crate::forget::mutation::Mutation;
 use crate::live::Live;
 use crate::proto::forget_admin_server::ForgetAdmin;
 use crate::proto::*;
@@ -112,7 +112,7 @@ impl ForgetAdmin for AdminService {
     ) -> Result<Response<ReloadModelResponse>, Status> {
         let started = Instant::now();
         let path = std::path::PathBuf::from(request.into_inner().path);
-        let shown = path.display().to_string();
+        let shown = super::validate::truncate(&path.display().to_string(), 256);
         if !path.is_file() {
             return Err(Error::from(ReloadError::NotAFile(shown)).into());
         }
@@ -120,7 +120,13 @@ impl ForgetAdmin for AdminService {
         let model = tokio::task::spawn_blocking(move || crate::model::Model::load(&path, format))
             .await
             .map_err(|_| Error::Internal("model loading was aborted".into()))?
-            .map_err(|e| Error::from(ReloadError::Unservable { path: shown, reason: format!("{e:#}") }))?;
+            .map_err(|e| {
+                // The outermost message only: the causes under it can quote the file's bytes
+                // (a bad magic number, a name read from its header) or carry a backtrace.
+                let reason = super::validate::truncate(&e.to_string(), 300);
+                tracing::warn!(error = %format!("{e:#}"), "a model to reload was refused");
+                Error::from(ReloadError::Unservable { path: shown, reason })
+            })?;
         let model = Arc::new(model);
         let version = self.live.swap_model(model.clone()).await.map_err(Error::from)?;
         let seconds = started.elapsed().as_secs_f64();

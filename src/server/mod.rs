@@ -13,6 +13,7 @@ pub mod telemetry;
 pub mod validate;
 
 use crate::config::Config;
+use crate::forget::store::Rollback;
 use crate::guard::semantic::Embedder;
 use crate::live::Live;
 use crate::model::Model;
@@ -146,7 +147,14 @@ fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
         })?)),
         None => None,
     };
-    let live = Live::start(cfg.clone(), model, embedder, config.data_dir.as_deref(), config.forget_store)?;
+    let live = Live::start(
+        cfg.clone(),
+        model,
+        embedder,
+        config.data_dir.as_deref(),
+        config.forget_store,
+        if config.accept_store_rollback { Rollback::Accept } else { Rollback::Refuse },
+    )?;
     let guard = live.current();
     let sizes = guard.index_sizes();
     tracing::info!(
