@@ -123,7 +123,42 @@ async fn a_corrupt_store_tail_stops_start_up_and_is_reported() {
     assert!(!status.success());
     let logs = broken.logs();
     assert!(logs.contains("record 2") && logs.contains("checksum"), "{logs}");
+    assert!(logs.contains("lethe forget store repair"), "the error names the repair: {logs}");
     assert!(!logs.contains("Zorvath"), "{logs}");
+
+    // `verify` reports the damage and fails; `repair` keeps the good record and sets the
+    // damaged log aside; the server starts on what was kept.
+    let store = |cmd: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .args(["forget", "store", cmd, data.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(!stdout.contains("Zorvath"), "{stdout}");
+        (out.status.success(), serde_json::from_str::<serde_json::Value>(&stdout).unwrap())
+    };
+    let (ok, report) = store("verify");
+    assert!(!ok);
+    assert_eq!((report["good_records"].as_u64(), report["damaged_record"].as_u64()), (Some(1), Some(2)));
+    let (ok, report) = store("repair");
+    assert!(ok && report["set_aside"].as_str().unwrap().contains("forget.log.damaged-"), "{report}");
+    assert!(store("verify").0);
+    let server = start(&model, &data, &[]).await;
+    assert!(matched(&server, "alpha bravo charlie").await);
+    assert!(!matched(&server, TERM).await);
+    send_signal(server.pid(), "KILL");
+    drop(server);
+
+    // A log restored to fewer records than were acknowledged is refused, unless accepted.
+    std::fs::write(&log, "").unwrap();
+    let mut rolled_back =
+        Server::spawn(&model, &["--no-semantic", "--data-dir", data.to_str().unwrap()], &[]);
+    assert!(!rolled_back.wait_exit(Duration::from_secs(60)).expect("start-up must fail").success());
+    assert!(rolled_back.logs().contains("holds 0 records but 1 were acknowledged"), "{}", rolled_back.logs());
+    let server = start(&model, &data, &["--accept-store-rollback"]).await;
+    assert!(!matched(&server, "alpha bravo charlie").await);
+    let metrics = scrape(&server.metrics_addr);
+    assert_eq!(metric_value(&metrics, &["lethe_store_rollbacks_accepted_total"]), 1.0, "{metrics}");
 }
 
 #[tokio::test]
@@ -236,6 +271,20 @@ async fn a_bad_forget_file_keeps_the_previous_snapshot_serving() {
     assert!(status.snapshot_version > before.snapshot_version);
     assert!(matched(&server, "quentin BLORBO").await);
     assert!(matched(&server, TERM).await);
+
+    // Files truncated in place (a slow writer, a half-synced ConfigMap) are not an empty list.
+    std::fs::remove_file(forget.join("b.jsonl")).unwrap();
+    let before = status.snapshot_version;
+    let status = wait_for(&mut admin, |s| s.last_error.is_empty() && s.snapshot_version > before).await;
+    let serving = status.snapshot_version;
+    std::fs::write(forget.join("a.jsonl"), "").unwrap();
+    let status = wait_for(&mut admin, |s| s.last_error.contains("blank")).await;
+    assert_eq!(status.snapshot_version, serving);
+    assert!(matched(&server, TERM).await, "the previous snapshot keeps serving");
+    // Emptied on purpose, with a comment saying so, the list is applied.
+    std::fs::write(forget.join("a.jsonl"), "# emptied on purpose\n").unwrap();
+    wait_for(&mut admin, |s| s.last_error.is_empty() && s.snapshot_version > serving).await;
+    assert!(!matched(&server, TERM).await);
 }
 
 async fn wait_for(admin: &mut Admin, done: impl Fn(&StatusResponse) -> bool) -> StatusResponse {
@@ -369,9 +418,10 @@ async fn reload_model_swaps_the_model_while_requests_finish_on_the_old_one() {
     use tokio_stream::StreamExt;
     let mut last = None;
     while let Some(msg) = stream.next().await {
-        last = Some(msg.expect("the in-flight stream finishes on the old model"));
+        last = Some(msg.unwrap_or_else(|e| panic!("the in-flight stream fails: {e:?}\n{}", server.logs())));
     }
-    assert_ne!(last.unwrap().finish_reason, FinishReason::Unspecified as i32);
+    let last = last.expect("at least the last message");
+    assert_ne!(last.finish_reason, FinishReason::Unspecified as i32, "{last:?}\n{}", server.logs());
     let after = client.get_model_info(GetModelInfoRequest {}).await.unwrap().into_inner();
     assert_eq!(after.sha256, reply.sha256);
     let metrics = scrape(&server.metrics_addr);
@@ -459,4 +509,46 @@ async fn every_rpc_is_counted_by_method_and_code_rejections_and_streams_included
     }
     assert!(count(&metrics, "Health/Check", "OK") >= 1.0, "the harness's start-up probe: {requests:#?}");
     assert_eq!(count(&metrics, "GenerateStream", "CANCELLED"), 0.0, "{requests:#?}");
+}
+
+/// The fixture model samples arbitrary bytes (any Unicode, control characters, special
+/// tokens), so its output exercises the stream guard, decode-time masking and the audit with
+/// what no test author writes; every stream must end with a finish reason, never just stop.
+#[tokio::test]
+async fn sampled_gibberish_through_mask_and_block_sets_always_ends_with_a_finish_reason() {
+    use tokio_stream::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let server = start(&model, &dir.path().join("data"), &[]).await;
+    let mut admin = admin_client(&server, Some(TOKEN)).await;
+    let doc = |id: &str, text: &str| ForgetEntry {
+        id: id.into(),
+        term_type: String::new(),
+        kind: EntryKind::Document as i32,
+        text: text.into(),
+        aliases: vec![],
+    };
+    for (set, action) in [("m", Action::Mask), ("b", Action::Block)] {
+        let policy = SetPolicy { action: action as i32, ..Default::default() };
+        let entries =
+            vec![doc("d", "the cat sat on the mat and looked at the door"), doc("e", "in the a an the in")];
+        admin.put_set(PutSetRequest { set: set.into(), policy: Some(policy), entries }).await.unwrap();
+    }
+    let mut client = server.client().await;
+    for seed in 0..120 {
+        let req = GenerateRequest {
+            prompt: "the".into(),
+            max_new_tokens: Some(120),
+            ignore_eos: true,
+            temperature: Some(1.5),
+            seed: Some(seed),
+            ..Default::default()
+        };
+        let mut stream = client.generate_stream(req).await.unwrap().into_inner();
+        let mut last = None;
+        while let Some(msg) = stream.next().await {
+            last = Some(msg.unwrap_or_else(|e| panic!("seed {seed}: {e:?}\n{}", server.logs())));
+        }
+        assert_ne!(last.unwrap().finish_reason, FinishReason::Unspecified as i32, "seed {seed}");
+    }
 }

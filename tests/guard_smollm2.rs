@@ -257,3 +257,36 @@ async fn a_copy_as_a_markdown_table_or_joined_by_dashes_is_blocked_in_the_stream
         assert!(longest_shared_run(&undisguised(&text), BIO) < 8, "{disguise}: delivered {text:?}");
     }
 }
+
+#[tokio::test]
+async fn a_check_is_bounded_by_its_size_limit_and_stops_at_its_deadline() {
+    let (server, _dir) = forget_server("block").await;
+    let mut client = server.client().await;
+    let check = |text: String| lethe::proto::CheckRequest { text, forget_sets: vec![] };
+    // Ordinary prose, about 60 KiB: hundreds of semantic windows to embed.
+    let long: String =
+        (0..1200).map(|i| format!("Row {i} of the ledger lists a crate of apples. ")).collect();
+    assert!(long.len() < 64 << 10);
+    let too_long = long.repeat(2);
+    let err = client.check(check(too_long)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("65536"), "{}", err.message());
+
+    // Two such checks with a short deadline both end at it; had they run on, the slots would
+    // be busy for many CPU-seconds and the small check after them could not be admitted.
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        let mut client = server.client().await;
+        let mut req = tonic::Request::new(check(long.clone()));
+        req.set_timeout(std::time::Duration::from_millis(800));
+        calls.push(tokio::spawn(async move { client.check(req).await }));
+    }
+    for call in calls {
+        // The server's DEADLINE_EXCEEDED, or the client's own timer when it fires first.
+        let err = call.await.unwrap().unwrap_err();
+        assert!(matches!(err.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled), "{err:?}");
+    }
+    let mut small = tonic::Request::new(check(format!("Note: {BIO}")));
+    small.set_timeout(std::time::Duration::from_secs(3));
+    assert!(client.check(small).await.unwrap().into_inner().matched);
+}

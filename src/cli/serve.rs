@@ -5,6 +5,7 @@ use anyhow::Result;
 pub fn run(args: &ServeArgs) -> Result<()> {
     let config = Config::load(args)?;
     init_logging(config.log_format);
+    log_panics_without_their_message();
     set_model_threads(&config);
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(crate::server::serve(config))
 }
@@ -36,4 +37,14 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// A panic's message can quote the text being processed (a slice of a generation, a prompt,
+/// a forget entry), which must never reach the logs: log where it happened, not what it said.
+fn log_panics_without_their_message() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        tracing::error!(%location, %thread, "panic (its message is not logged: it may quote content)");
+    }));
 }

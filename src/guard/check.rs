@@ -7,6 +7,8 @@ use super::{encodings, normalize, semantic, Finding, Guard, Layer};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 /// Words between two output windows in the exact audit (the fast path uses
 /// `guard.semantic.stride_words`).
@@ -21,16 +23,51 @@ pub struct CheckParams<'a> {
     pub sets: &'a [String],
     /// The exact audit: no Bloom filter, no HNSW, windows every 3 words.
     pub exact: bool,
+    /// When a caller's check gives up part way (its deadline, or the caller gone).
+    pub stop: Stop<'a>,
 }
 
 impl CheckParams<'_> {
-    pub const EXACT: CheckParams<'static> = CheckParams { sets: &[], exact: true };
+    pub const EXACT: CheckParams<'static> = CheckParams { sets: &[], exact: true, stop: Stop::NEVER };
+}
+
+/// Where a long check looks whether to go on (between batches of semantic windows, the
+/// expensive part), so its work ends with its caller's interest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stop<'a> {
+    pub deadline: Option<Instant>,
+    pub cancelled: Option<&'a AtomicBool>,
+}
+
+impl Stop<'_> {
+    pub const NEVER: Stop<'static> = Stop { deadline: None, cancelled: None };
+
+    fn reached(&self) -> Result<(), Stopped> {
+        if self.cancelled.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Stopped::Cancelled);
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Stopped::DeadlineExceeded);
+        }
+        Ok(())
+    }
+}
+
+/// A check that stopped early, as [`Stop`] asked; a caller tells it from a failure with
+/// `downcast_ref`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stopped {
+    #[error("the check's deadline passed")]
+    DeadlineExceeded,
+    #[error("the check's caller went away")]
+    Cancelled,
 }
 
 impl Guard {
     /// Every match in `text` (all layers, whatever the sets' actions). At most one finding per
     /// entry and layer: the strongest.
     pub fn check(&self, text: &str, params: CheckParams) -> Result<Vec<Finding>> {
+        params.stop.reached()?;
         let w = normalize::words(text);
         let byte_span = |words: Range<usize>| w.spans[words.start].start..w.spans[words.end - 1].end;
         let mut findings = self.text_findings(text, &w, params.exact);
@@ -39,7 +76,7 @@ impl Guard {
             let stride = if params.exact { EXACT_STRIDE_WORDS } else { p.stride_words };
             let windows: Vec<Range<usize>> =
                 semantic::windows(w.len(), p.window_words, stride).into_iter().map(byte_span).collect();
-            findings.extend(self.semantic_findings(text, &windows, params.exact)?);
+            findings.extend(self.semantic_findings(text, &windows, params.exact, params.stop)?);
         }
         if !params.sets.is_empty() {
             findings.retain(|f| params.sets.iter().any(|s| s == self.set_name(f.entry)));
@@ -94,10 +131,12 @@ impl Guard {
         text: &str,
         spans: &[Range<usize>],
         exact: bool,
+        stop: Stop,
     ) -> Result<Vec<Finding>> {
         let Some((embedder, index)) = &self.semantic else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for chunk in spans.chunks(EMBED_BATCH) {
+            stop.reached()?;
             let texts: Vec<&str> = chunk.iter().map(|s| &text[s.clone()]).collect();
             for (span, emb) in chunk.iter().zip(embedder.embed(&texts)?) {
                 let near = if exact {

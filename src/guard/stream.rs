@@ -180,7 +180,7 @@ impl StreamGuard {
             let len = self.words.len();
             let window = self.spans[len.saturating_sub(p.window_words)].start..self.spans[len - 1].end;
             let t = Instant::now();
-            let found = guard.semantic_findings(&self.text, &[window], false)?;
+            let found = guard.semantic_findings(&self.text, &[window], false, super::check::Stop::NEVER)?;
             crate::metrics::guard_layer("semantic", t.elapsed());
             for f in found {
                 self.on_finding(f);

@@ -7,6 +7,7 @@ use super::generation::{self, Event, Summary};
 use super::validate::{validate, Job, ValidationError};
 use crate::config::Config;
 use crate::guard::audit::Auditor;
+use crate::guard::check::{Stop, Stopped};
 use crate::guard::CheckParams;
 use crate::live::Live;
 use crate::proto::inference_server::Inference;
@@ -17,7 +18,7 @@ use crate::proto::{
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -47,20 +48,13 @@ impl InferenceService {
     ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
         let snapshot = self.state.live.snapshot();
         let (model, guard) = (snapshot.model.clone(), snapshot.guard.clone());
-        let job = validate(req, &self.state.config, &model)?;
-        let queued_at = Instant::now();
-        let admitted = self.state.admission.admit();
-        let permit = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), admitted)
-                .await
-                .map_err(|_| Error::DeadlineExceeded("while queued for a generation slot".into()))?,
-            None => admitted.await,
-        }
-        .map_err(|_| Error::QueueFull {
-            running: self.state.config.max_concurrent_generations,
-            queued: self.state.config.max_queued_requests,
-        })?;
-        crate::metrics::queue_time(queued_at.elapsed());
+        // Chat templating and tokenization of up to max_request_bytes take CPU time: off the
+        // async workers, which must keep answering health checks and other calls.
+        let (state, request, on) = (self.state.clone(), req.clone(), model.clone());
+        let job = tokio::task::spawn_blocking(move || validate(&request, &state.config, &on))
+            .await
+            .map_err(|_| Error::Internal("validation was aborted".into()))??;
+        let permit = self.admit(deadline, "while queued for a generation slot").await?;
         if self.state.config.log_content {
             tracing::debug!(request_id = %job.request_id, prompt = ?req.prompt, messages = ?req.messages, "request content");
         }
@@ -79,10 +73,47 @@ impl InferenceService {
             if let Some(prompt) = prompt {
                 report_forgotten_prompt(&guard, &prompt, &worker_job.request_id);
             }
-            generation::run(&model, &guard, &state.audit, &worker_job, deadline, &tx);
+            // A panic is a bug; it must end the request with an error the client sees, not
+            // with a stream that simply stops (which reads as a complete reply).
+            let run = || generation::run(&model, &guard, &state.audit, &worker_job, deadline, &tx);
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+                tracing::error!(request_id = %worker_job.request_id, "generation panicked");
+                let failed = Error::Internal("the generation failed on the server".into());
+                let _ = tx.blocking_send(Event::Failed(failed));
+            }
             drop(permit);
         });
         Ok((job, rx))
+    }
+}
+
+impl InferenceService {
+    /// A slot of the admission queue, waiting at most until `deadline` (`waiting` says where
+    /// in the deadline's message).
+    async fn admit(&self, deadline: Option<Instant>, waiting: &str) -> Result<OwnedSemaphorePermit, Error> {
+        let queued_at = Instant::now();
+        let admitted = self.state.admission.admit();
+        let permit = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), admitted)
+                .await
+                .map_err(|_| Error::DeadlineExceeded(waiting.to_string()))?,
+            None => admitted.await,
+        }
+        .map_err(|_| Error::QueueFull {
+            running: self.state.config.max_concurrent_generations,
+            queued: self.state.config.max_queued_requests,
+        })?;
+        crate::metrics::queue_time(queued_at.elapsed());
+        Ok(permit)
+    }
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -148,9 +179,12 @@ impl Inference for InferenceService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    /// A check is bounded work: its own size limit, a generation slot (it competes with
+    /// generations for the same cores), and it stops at the caller's deadline or cancel.
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let deadline = deadline_of(&request);
         let req = request.into_inner();
-        let limit = self.state.config.max_request_bytes;
+        let limit = self.state.config.max_check_bytes;
         if req.text.len() > limit {
             return Err(Error::from(ValidationError::TextTooLarge { size: req.text.len(), limit }).into());
         }
@@ -159,10 +193,17 @@ impl Inference for InferenceService {
             let set = super::validate::truncate(unknown, 64);
             return Err(Error::from(ValidationError::UnknownSet { set, version: guard.version }).into());
         }
+        let permit = self.admit(deadline, "while queued for a slot to check in").await?;
+        // Set when this handler is dropped (the client cancelled or went away).
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _on_drop = SetOnDrop(cancelled.clone());
         let check = tokio::task::spawn_blocking(move || {
-            let findings = guard.check(&req.text, CheckParams { sets: &req.forget_sets, exact: false })?;
+            let stop = Stop { deadline, cancelled: Some(&cancelled) };
+            let params = CheckParams { sets: &req.forget_sets, exact: false, stop };
+            let findings = guard.check(&req.text, params);
+            drop(permit);
             let matches: Vec<_> =
-                findings.iter().map(|f| super::convert::to_match(&guard, f, &req.text)).collect();
+                findings?.iter().map(|f| super::convert::to_match(&guard, f, &req.text)).collect();
             anyhow::Ok(CheckResponse {
                 matched: !matches.is_empty(),
                 matches,
@@ -171,8 +212,14 @@ impl Inference for InferenceService {
         });
         let reply =
             check.await.map_err(|_| Error::Internal("the check was aborted".into()))?.map_err(|e| {
-                tracing::error!(error = %format!("{e:#}"), "check failed");
-                Error::CheckFailed
+                match e.downcast_ref::<Stopped>() {
+                    Some(Stopped::DeadlineExceeded) => Error::DeadlineExceeded("during the check".into()),
+                    Some(Stopped::Cancelled) => Error::Cancelled,
+                    None => {
+                        tracing::error!(error = %format!("{e:#}"), "check failed");
+                        Error::CheckFailed
+                    }
+                }
             })?;
         Ok(Response::new(reply))
     }

@@ -41,7 +41,7 @@ pub enum ValidationError {
     IgnoreEosAndMinNewTokens,
     #[error("min_new_tokens ({min}) must not exceed max_new_tokens ({max})")]
     MinNewTokens { min: u32, max: u32 },
-    #[error("temperature must be a finite number >= 0, 0 meaning greedy (got {0})")]
+    #[error("temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE} (got {0})")]
     Temperature(f32),
     #[error("top_p must be in (0, 1] (got {0})")]
     TopP(f32),
@@ -71,6 +71,9 @@ pub enum ValidationError {
 }
 
 const MAX_STOP_STRINGS: usize = 16;
+
+/// Below this a temperature only divides logits into overflow: 0 (greedy) says what is meant.
+pub const MIN_TEMPERATURE: f32 = 0.01;
 
 pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Job, ValidationError> {
     use ValidationError as V;
@@ -115,7 +118,7 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
         return Err(V::MinNewTokens { min: min_new_tokens, max: max_new_tokens });
     }
     let temperature = req.temperature.unwrap_or(cfg.default_temperature);
-    if !temperature.is_finite() || temperature < 0.0 {
+    if !(temperature == 0.0 || temperature.is_finite() && temperature >= MIN_TEMPERATURE) {
         return Err(V::Temperature(temperature));
     }
     if let Some(p) = req.top_p {
@@ -203,6 +206,7 @@ mod tests {
                 V::IgnoreEosAndMinNewTokens,
             ),
             (GenerateRequest { temperature: Some(-1.0), ..ok.clone() }, V::Temperature(-1.0)),
+            (GenerateRequest { temperature: Some(1e-30), ..ok.clone() }, V::Temperature(1e-30)),
             (GenerateRequest { top_p: Some(0.0), ..ok.clone() }, V::TopP(0.0)),
             (
                 GenerateRequest { stop: vec!["x".into(); 17], ..ok.clone() },
