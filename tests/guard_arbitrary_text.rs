@@ -19,6 +19,10 @@ const PIECES: &[&str] = &[
     " ",
     "\n",
     "\t",
+    "\u{a0}",
+    "\u{3000}",
+    "\u{2028}",
+    "\u{85}",
     "|",
     "¦",
     "-",
@@ -162,7 +166,7 @@ fn assert_span(text: &str, span: &std::ops::Range<usize>) {
 fn arbitrary_text_never_panics_the_guard_and_spans_are_character_ranges() {
     let guards = [guard(0), guard(8)];
     let mut rng = StdRng::seed_from_u64(0x1e7e);
-    for case in 0..400 {
+    for case in 0..1500 {
         let text = random_text(&mut rng);
         let g = &guards[case % 2];
         for exact in [false, true] {

@@ -106,10 +106,9 @@ fn decode_into(text: &str, offset: usize, depth: usize, budget: &mut usize, out:
 
 /// Runs of non-space characters (without surrounding quotes and brackets) that may be encoded.
 fn runs(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
-    let mut at = 0;
-    text.split(|c: char| c.is_whitespace()).filter_map(move |piece| {
-        let start = at;
-        at += piece.len() + 1;
+    text.split(char::is_whitespace).filter_map(move |piece| {
+        // Where the piece starts in `text` (white space can be several bytes: U+00A0, U+3000).
+        let start = piece.as_ptr() as usize - text.as_ptr() as usize;
         let trimmed = piece.trim_matches(|c: char| "\"'`()[]{}<>,;:".contains(c));
         let lead = piece.find(trimmed).unwrap_or(0);
         let len = trimmed.len();

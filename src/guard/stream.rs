@@ -202,7 +202,8 @@ impl StreamGuard {
         self.decoded_done = self.words.len();
         let first = self.words.len().saturating_sub(ENCODED_WINDOW_WORDS);
         let from = self.spans.get(first).map_or(self.tail_from, |s| s.start);
-        let from = self.text[..from].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let before = self.text[..from].char_indices().rev().find(|(_, c)| c.is_whitespace());
+        let from = before.map_or(0, |(i, c)| i + c.len_utf8());
         let t = Instant::now();
         let guard = self.guard.clone();
         for d in encodings::decoded(&self.text[from..]) {
