@@ -40,6 +40,10 @@ pub struct Config {
     pub max_check_bytes: usize,
     /// On SIGTERM, how long in-flight requests may run before the server exits anyway.
     pub drain_timeout_secs: f64,
+    /// Open connections at most (both listeners each); 0: three quarters of the descriptor limit.
+    pub max_connections: usize,
+    /// A new connection that sends nothing for this long is closed.
+    pub first_byte_timeout_secs: f64,
     pub log_format: LogFormat,
     /// Log prompts and outputs (debugging only: they may contain forgotten content).
     pub log_content: bool,
@@ -96,6 +100,8 @@ impl Default for Config {
             max_request_bytes: 1 << 20,
             max_check_bytes: 64 << 10,
             drain_timeout_secs: 30.0,
+            max_connections: 0,
+            first_byte_timeout_secs: 10.0,
             log_format: LogFormat::default(),
             log_content: false,
             guard: GuardConfig::default(),
@@ -155,6 +161,12 @@ pub struct ServeArgs {
     /// Largest text a Check call checks, in bytes [default: 65536].
     #[arg(long, env = "LETHE_MAX_CHECK_BYTES")]
     pub max_check_bytes: Option<usize>,
+    /// Open connections at most per listener [default: 0 = 3/4 of the descriptor limit].
+    #[arg(long, env = "LETHE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection may stay silent before it is closed [default: 10].
+    #[arg(long, env = "LETHE_FIRST_BYTE_TIMEOUT_SECS")]
+    pub first_byte_timeout_secs: Option<f64>,
     /// Seconds in-flight requests may take to finish after SIGTERM [default: 30].
     #[arg(long, env = "LETHE_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: Option<f64>,
@@ -241,6 +253,8 @@ impl Config {
             max_request_bytes,
             max_check_bytes,
             drain_timeout_secs,
+            max_connections,
+            first_byte_timeout_secs,
             log_format,
             log_content,
             forget_store
@@ -316,6 +330,10 @@ impl Config {
         anyhow::ensure!(
             self.drain_timeout_secs.is_finite() && self.drain_timeout_secs >= 0.0,
             "drain_timeout_secs must be a finite number >= 0"
+        );
+        anyhow::ensure!(
+            self.first_byte_timeout_secs.is_finite() && self.first_byte_timeout_secs > 0.0,
+            "first_byte_timeout_secs must be a finite number > 0"
         );
         anyhow::ensure!(
             self.tls_cert_file.is_some() == self.tls_key_file.is_some(),

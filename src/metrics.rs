@@ -35,6 +35,8 @@ pub const SNAPSHOT_VERSION: &str = "lethe_forget_snapshot_version";
 pub const LAST_RELOAD: &str = "lethe_forget_last_reload_timestamp_seconds";
 pub const FORGET_ENTRIES: &str = "lethe_forget_entries";
 pub const CONTENT_FINGERPRINT: &str = "lethe_forget_content_fingerprint";
+pub const CONNECTIONS_OPEN: &str = "lethe_connections_open";
+pub const CONNECTIONS_REFUSED: &str = "lethe_connections_refused_total";
 pub const STORE_WRITE_FAILURES: &str = "lethe_store_write_failures_total";
 pub const STORE_ROLLBACKS_ACCEPTED: &str = "lethe_store_rollbacks_accepted_total";
 
@@ -56,6 +58,7 @@ pub fn install(listen: SocketAddr) -> Result<()> {
     }
     counter!(GUARD_ERRORS).increment(0);
     counter!(STORE_WRITE_FAILURES).increment(0);
+    counter!(CONNECTIONS_REFUSED).increment(0);
     for result in ["success", "failure"] {
         counter!(RELOADS, "result" => result).increment(0);
     }
@@ -118,6 +121,8 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         CONTENT_FINGERPRINT,
         "First 48 bits of the serving list's content hash: replicas serving the same list report the same value."
     );
+    describe_gauge!(CONNECTIONS_OPEN, "Open gRPC connections (both listeners).");
+    describe_counter!(CONNECTIONS_REFUSED, "Connections closed at once because max_connections were open.");
     describe_counter!(
         STORE_WRITE_FAILURES,
         "Forget-store appends that failed (disk full, I/O error); the change was refused and the log cut back."
@@ -127,6 +132,18 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         "Starts that served a forget store shorter than its checkpoint, as --accept-store-rollback allowed."
     );
     Ok(())
+}
+
+pub fn connection_opened() {
+    gauge!(CONNECTIONS_OPEN).increment(1.0);
+}
+
+pub fn connection_closed() {
+    gauge!(CONNECTIONS_OPEN).decrement(1.0);
+}
+
+pub fn connection_refused() {
+    counter!(CONNECTIONS_REFUSED).increment(1);
 }
 
 pub fn store_write_failed() {

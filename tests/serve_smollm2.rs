@@ -250,3 +250,15 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_drain_that_cuts_requests_off_exits_non_zero() {
+    let mut server = Server::start(&smollm2(), &["--drain-timeout-secs", "0.2"]).await;
+    let mut client = server.client().await;
+    let mut stream = client.generate_stream(exactly("Once upon a time", 200)).await.unwrap().into_inner();
+    stream.next().await.unwrap().unwrap();
+    common::send_signal(server.pid(), "TERM");
+    let status = server.wait_exit(Duration::from_secs(30)).expect("server must exit at the drain timeout");
+    assert!(!status.success(), "requests were cut off: {status}");
+    assert!(server.logs().contains("drain timeout"), "{}", server.logs());
+}

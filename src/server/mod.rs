@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod connections;
 pub mod convert;
 pub mod error;
 pub mod generation;
@@ -24,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 pub async fn serve(config: Config) -> Result<()> {
@@ -87,12 +87,32 @@ pub async fn serve(config: Config) -> Result<()> {
     tracing::info!(addr = %listener.local_addr()?, tls = config.tls_cert_file.is_some(), mtls = config.tls_client_ca_file.is_some(), "serving gRPC");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested: refusing new connections, draining in-flight requests");
-        health.set_not_serving::<InferenceServer<inference::InferenceService>>().await;
-        let _ = stop_tx.send(true);
-    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let limits = connections::Limits::new(
+        config.max_connections,
+        Duration::from_secs_f64(config.first_byte_timeout_secs),
+    );
+    tracing::info!(max_connections = limits.max_connections, "connection limits");
+    {
+        let (shutdown, mut health) = (shutdown.clone(), health);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: refusing new connections, draining in-flight requests");
+            health.set_not_serving::<InferenceServer<inference::InferenceService>>().await;
+            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            let _ = stop_tx.send(true);
+            shutdown.cancel();
+            // Health Watch streams have seen NOT_SERVING; dropping the statuses ends them, so
+            // they do not hold the drain open.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            health
+                .clear_service_status(
+                    <InferenceServer<inference::InferenceService> as tonic::server::NamedService>::NAME,
+                )
+                .await;
+            health.clear_service_status("").await;
+        });
+    }
     // ForgetAdmin shares the inference listener unless it has an address of its own.
     let (admin_here, admin_apart) = match config.admin_listen {
         Some(addr) => (None, Some((addr, admin))),
@@ -103,12 +123,13 @@ pub async fn serve(config: Config) -> Result<()> {
             TcpListener::bind(addr).await.with_context(|| format!("binding the admin listener to {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "serving ForgetAdmin");
         let stop = stopped(stop_rx.clone());
+        let shutdown = shutdown.clone();
         let builder = transport(tls.clone())?;
         tokio::spawn(async move {
             let served = builder
                 .layer(telemetry::TelemetryLayer)
                 .add_service(admin)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .serve_with_incoming_shutdown(connections::incoming(listener, limits, shutdown), stop)
                 .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "admin listener failed");
@@ -122,12 +143,16 @@ pub async fn serve(config: Config) -> Result<()> {
         .add_service(reflection_v1alpha)
         .add_service(inference)
         .add_optional_service(admin_here)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            connections::incoming(listener, limits, shutdown),
+            stopped(stop_rx.clone()),
+        );
     let drain = Duration::from_secs_f64(config.drain_timeout_secs);
     tokio::select! {
         result = server => result.context("gRPC server failed")?,
         _ = async { stopped(stop_rx).await; tokio::time::sleep(drain).await } => {
-            tracing::warn!(drain_timeout_secs = config.drain_timeout_secs, "drain timeout reached; exiting with requests still in flight");
+            // Requests were cut off: say so in the exit code too, so an orchestrator sees it.
+            anyhow::bail!("drain timeout ({} s) reached; exiting with requests still in flight", config.drain_timeout_secs);
         }
     }
     tracing::info!("server stopped");
@@ -171,8 +196,13 @@ fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
 }
 
 /// A transport with TLS when configured.
+/// The HTTP/2 side of the connection limits: keepalive pings find dead peers (half-open
+/// connections, a vanished NAT entry) and a cap on concurrent streams per connection.
 fn transport(tls: Option<ServerTlsConfig>) -> Result<tonic::transport::Server> {
-    let builder = tonic::transport::Server::builder();
+    let builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION));
     Ok(match tls {
         Some(tls) => builder.tls_config(tls).context("the TLS configuration is not usable")?,
         None => builder,
@@ -276,6 +306,8 @@ fn watch_forget_files(config: &Config, live: &Arc<Live>) -> Result<()> {
     });
     Ok(())
 }
+
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;

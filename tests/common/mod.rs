@@ -48,12 +48,37 @@ impl Server {
 
     /// Starts the process without waiting for it to serve.
     pub fn spawn(model: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::spawn_with_descriptors(model, extra, env, None)
+    }
+
+    /// As `spawn`, with the process's descriptor limit (RLIMIT_NOFILE) set to `nofile`.
+    pub fn spawn_with_descriptors(
+        model: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
         let (port, metrics_port) = (free_port(), free_port());
         let addr = format!("127.0.0.1:{port}");
         let metrics_addr = format!("127.0.0.1:{metrics_port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lethe"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .args(["serve", "--listen", &addr, "--metrics-listen", &metrics_addr])
             .arg("--model")
             .arg(model)
@@ -66,7 +91,7 @@ impl Server {
         Server { child, addr, metrics_addr, log, _dir: dir }
     }
 
-    async fn wait_serving(&mut self) {
+    pub async fn wait_serving(&mut self) {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -96,6 +121,10 @@ impl Server {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn child_alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     pub fn pid(&self) -> u32 {
