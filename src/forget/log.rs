@@ -65,6 +65,8 @@ pub struct Replay {
     pub records_after: u64,
     /// The checksum of each good record, in order.
     pub sums: Vec<u64>,
+    /// Whether a good record has the chained format (a store that keeps a checkpoint wrote it).
+    pub chained: bool,
 }
 
 impl Replay {
@@ -97,6 +99,7 @@ pub fn replay(bytes: &[u8]) -> Replay {
         r.sequence = n;
         r.last_sum = record.sum;
         r.sums.push(record.sum);
+        r.chained |= record.chained;
         at = end;
         r.good_len = at as u64;
     }
@@ -110,6 +113,7 @@ pub fn replay(bytes: &[u8]) -> Replay {
 struct Record {
     sum: u64,
     mutation: Mutation,
+    chained: bool,
 }
 
 /// Reads record `n`, which must follow the record whose checksum is `prev`.
@@ -120,7 +124,8 @@ fn read_record(line: &[u8], n: u64, prev: u64) -> Result<Record, Damage> {
     if xxhash_rust::xxh3::xxh3_64(body.as_bytes()) != sum {
         return Err(Damage::Checksum);
     }
-    let json = if body.starts_with('{') {
+    let chained = !body.starts_with('{');
+    let json = if !chained {
         body // the first format: no sequence, no chain
     } else {
         let mut parts = body.splitn(3, ' ');
@@ -135,7 +140,7 @@ fn read_record(line: &[u8], n: u64, prev: u64) -> Result<Record, Damage> {
         json
     };
     let mutation = serde_json::from_str(json).map_err(|_| Damage::DoesNotParse)?;
-    Ok(Record { sum, mutation })
+    Ok(Record { sum, mutation, chained })
 }
 
 #[cfg(test)]

@@ -125,7 +125,8 @@ pub fn shown(s: &str) -> String {
     }
 }
 
-/// Parses JSON Lines; blank lines are allowed, ids must be unique within a set.
+/// Parses JSON Lines; blank lines and `#` comment lines are skipped, ids must be unique within
+/// a set.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     let mut seen = HashSet::new();

@@ -68,55 +68,49 @@ impl Store {
         let (checkpoint, acknowledged) = CheckpointFile::open(&dir.join(CHECKPOINT_NAME))?;
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let r = log::replay(&bytes);
-        match &r.damage {
-            None => {}
-            Some((n, Damage::Torn)) => {
-                tracing::warn!(
-                    record = n,
-                    kept = r.sequence,
-                    "the forget store's last record is torn (its write was interrupted before it was \
-                     acknowledged); it was cut off"
+        if let Some((n, damage)) = &r.damage {
+            if *damage != Damage::Torn {
+                bail!(
+                    "the forget store {} is damaged: record {n} {damage}; {} records from there on were not \
+                     read. It was not loaded, to avoid serving a shorter list. `lethe forget store verify {}` \
+                     shows the damage; `lethe forget store repair {}` keeps the {} good records and sets the \
+                     rest aside",
+                    path.display(),
+                    r.records_after,
+                    dir.display(),
+                    dir.display(),
+                    r.sequence
                 );
-                log.set_len(r.good_len).and_then(|_| log.sync_data()).context("cutting off the torn record")?;
             }
-            Some((n, damage)) => bail!(
-                "the forget store {} is damaged: record {n} {damage}; {} records from there on were not read. \
-                 It was not loaded, to avoid serving a shorter list. `lethe forget store verify {}` shows the \
-                 damage; `lethe forget store repair {}` keeps the {} good records and sets the rest aside",
-                path.display(),
-                r.records_after,
-                dir.display(),
-                dir.display(),
-                r.sequence
-            ),
         }
         let store_checkpoint = Checkpoint { sequence: r.sequence, last_sum: r.last_sum };
-        if let Some(ack) = acknowledged {
-            let differs = r.sum_of(ack.sequence).is_some_and(|sum| sum != ack.last_sum);
-            if ack.sequence > r.sequence || differs {
-                let what = if differs {
-                    format!("its record {} differs from the one acknowledged", ack.sequence)
-                } else {
-                    format!("it holds {} records but {} were acknowledged", r.sequence, ack.sequence)
-                };
-                if rollback == Rollback::Refuse {
-                    bail!(
-                        "the forget store {} was rolled back: {what} (the log was cut, emptied, replaced or \
-                         restored from a backup). It was not loaded, to avoid serving a shorter list; start \
-                         with --accept-store-rollback to serve it as it is",
-                        path.display()
-                    );
-                }
-                tracing::warn!(
-                    records = r.sequence,
-                    acknowledged = ack.sequence,
-                    "the forget store was rolled back ({what}); served as it is (--accept-store-rollback)"
-                );
-                crate::metrics::store_rollback_accepted();
-                checkpoint.reset(store_checkpoint).context("resetting the store's checkpoint")?;
+        if let Some(mut what) = rolled_back(&r, acknowledged) {
+            if let Some((n, damage)) = &r.damage {
+                what.push_str(&format!("; and its record {n} {damage}"));
             }
+            if rollback == Rollback::Refuse {
+                bail!(
+                    "the forget store {} was rolled back: {what}. It was not loaded, to avoid serving a \
+                     shorter list; start with --accept-store-rollback to serve it as it is",
+                    path.display()
+                );
+            }
+            tracing::warn!(
+                records = r.sequence,
+                "the forget store was rolled back ({what}); served as it is (--accept-store-rollback)"
+            );
+            crate::metrics::store_rollback_accepted();
         }
-        if acknowledged.is_none_or(|ack| ack.sequence < r.sequence) {
+        if let Some((n, _)) = &r.damage {
+            tracing::warn!(
+                record = n,
+                kept = r.sequence,
+                "the forget store's last record is torn (its write was interrupted before it was \
+                 acknowledged); it was cut off"
+            );
+            log.set_len(r.good_len).and_then(|_| log.sync_data()).context("cutting off the torn record")?;
+        }
+        if acknowledged != Some(store_checkpoint) {
             checkpoint.reset(store_checkpoint).context("writing the store's checkpoint")?;
         }
         sync_dir(dir)?;
@@ -203,9 +197,7 @@ pub fn verify(dir: &Path) -> Result<Verification> {
     let r = log::replay(&bytes);
     let cp_path = dir.join(CHECKPOINT_NAME);
     let acknowledged = if cp_path.exists() { CheckpointFile::open(&cp_path)?.1 } else { None };
-    let rolled_back = acknowledged.is_some_and(|ack| {
-        ack.sequence > r.sequence || r.sum_of(ack.sequence).is_some_and(|s| s != ack.last_sum)
-    });
+    let rolled_back = rolled_back(&r, acknowledged).is_some();
     Ok(Verification {
         good_records: r.sequence,
         sets: r.sets.len(),
@@ -241,6 +233,33 @@ pub fn repair(dir: &Path) -> Result<(Verification, Option<PathBuf>)> {
         .context("resetting the checkpoint")?;
     sync_dir(dir)?;
     Ok((before, Some(aside)))
+}
+
+/// Why the log `r` holds less than was acknowledged, if it does: fewer records or another
+/// record than the checkpoint says, or chained records (written by a store that keeps a
+/// checkpoint) with the checkpoint gone — the data directory was not copied or restored whole.
+/// A log of the first format alone has no checkpoint yet; one is written for it.
+fn rolled_back(r: &log::Replay, acknowledged: Option<Checkpoint>) -> Option<String> {
+    let Some(ack) = acknowledged else {
+        return r.chained.then(|| {
+            format!(
+                "its checkpoint ({CHECKPOINT_NAME}) is missing, so it cannot tell whether its {} records are \
+                 all that was acknowledged (was the data directory copied or restored without it?)",
+                r.sequence
+            )
+        });
+    };
+    if ack.sequence > r.sequence {
+        Some(format!(
+            "it holds {} records but {} were acknowledged (the log was cut, emptied, replaced or restored \
+             from a backup)",
+            r.sequence, ack.sequence
+        ))
+    } else if r.sum_of(ack.sequence).is_some_and(|sum| sum != ack.last_sum) {
+        Some(format!("its record {} differs from the one acknowledged (the log was replaced)", ack.sequence))
+    } else {
+        None
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -385,6 +404,11 @@ mod tests {
             assert!(err.contains(expect), "{expect}: {err}");
             assert!(!verify(dir.path()).unwrap().ok());
         }
+        // The log whole but its checkpoint gone (a data directory copied without it).
+        std::fs::write(&log, &good).unwrap();
+        std::fs::remove_file(dir.path().join(CHECKPOINT_NAME)).unwrap();
+        assert!(open_err(dir.path()).contains("checkpoint (forget.checkpoint) is missing"));
+        drop(Store::open(dir.path(), Rollback::Accept).unwrap());
         // A different third record than the one acknowledged.
         std::fs::write(&log, &cut).unwrap();
         let mut other = Store::open(dir.path(), Rollback::Accept).unwrap();
@@ -401,6 +425,21 @@ mod tests {
         let replaced = log::encode(3, prev, &Mutation::DeleteSet { set: "s".into() }).unwrap();
         std::fs::write(&log, format!("{cut}{}", replaced.line)).unwrap();
         assert!(open_err(dir.path()).contains("record 3 differs from the one acknowledged"));
+    }
+
+    #[test]
+    fn a_log_of_the_first_format_opens_without_a_checkpoint_and_gets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mutation::AddEntries { set: "s".into(), entries: vec![entry("s", "a")] };
+        let json = serde_json::to_string(&m).unwrap();
+        let line = format!("{:016x} {json}\n", xxhash_rust::xxh3::xxh3_64(json.as_bytes()));
+        std::fs::write(dir.path().join(LOG_NAME), line).unwrap();
+        let mut store = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        add(&mut store, "b");
+        drop(store);
+        let store = Store::open(dir.path(), Rollback::Refuse).unwrap();
+        assert_eq!(store.sequence(), 2);
+        assert!(dir.path().join(CHECKPOINT_NAME).exists());
     }
 
     #[test]
