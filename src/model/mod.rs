@@ -49,6 +49,9 @@ pub struct ModelInfo {
     pub file_format: String,
     pub context_length: usize,
     pub vocab_size: usize,
+    /// Bytes of the longest vocabulary entry: no token stands for more text, so a text longer
+    /// than `context_length` times this cannot fit and is refused without being tokenized.
+    pub max_token_bytes: usize,
     pub parameters: u64,
     pub sha256: String,
     /// xxh3-64 of the serialized tokenizer: token fingerprints fit only the same tokenizer
@@ -82,6 +85,7 @@ impl Model {
             Err(e) => bail!("{}: the tokenizer cannot be serialized: {e}", path.display()),
         };
         let vocab_size = tokenizer.get_vocab_size(true);
+        let max_token_bytes = tokenizer.get_vocab(true).keys().map(String::len).max().unwrap_or(1).max(1);
         let token = |key: &str| {
             tokenizer::metadata_u32(&content, key)
                 .and_then(|id| tokenizer.id_to_token(id))
@@ -141,6 +145,7 @@ impl Model {
                 file_format,
                 context_length,
                 vocab_size,
+                max_token_bytes,
                 parameters,
                 sha256,
                 tokenizer_id,

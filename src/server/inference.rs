@@ -28,6 +28,9 @@ pub struct State {
     pub audit: Auditor,
     pub live: Arc<Live>,
     pub admission: Admission,
+    /// Requests validated at once (templating and tokenizing a large request takes memory as
+    /// well as CPU): one per core, the rest wait.
+    pub validating: tokio::sync::Semaphore,
 }
 
 pub struct InferenceService {
@@ -50,10 +53,19 @@ impl InferenceService {
         let (model, guard) = (snapshot.model.clone(), snapshot.guard.clone());
         // Chat templating and tokenization of up to max_request_bytes take CPU time: off the
         // async workers, which must keep answering health checks and other calls.
+        let validating =
+            self.state.validating.acquire().await.map_err(|_| Error::Internal("shutting down".into()))?;
         let (state, request, on) = (self.state.clone(), req.clone(), model.clone());
-        let job = tokio::task::spawn_blocking(move || validate(&request, &state.config, &on))
-            .await
-            .map_err(|_| Error::Internal("validation was aborted".into()))??;
+        let job = tokio::task::spawn_blocking(move || {
+            let job = validate(&request, &state.config, &on);
+            if prost::Message::encoded_len(&request) >= LARGE_REQUEST_BYTES {
+                return_freed_memory();
+            }
+            job
+        })
+        .await
+        .map_err(|_| Error::Internal("validation was aborted".into()))??;
+        drop(validating);
         let permit = self.admit(deadline, "while queued for a generation slot").await?;
         if self.state.config.log_content {
             tracing::debug!(request_id = %job.request_id, prompt = ?req.prompt, messages = ?req.messages, "request content");
@@ -85,9 +97,7 @@ impl InferenceService {
         });
         Ok((job, rx))
     }
-}
 
-impl InferenceService {
     /// A slot of the admission queue, waiting at most until `deadline` (`waiting` says where
     /// in the deadline's message).
     async fn admit(&self, deadline: Option<Instant>, waiting: &str) -> Result<OwnedSemaphorePermit, Error> {
@@ -105,6 +115,19 @@ impl InferenceService {
         })?;
         crate::metrics::queue_time(queued_at.elapsed());
         Ok(permit)
+    }
+}
+
+/// Requests from this size on hand the memory their validation freed back to the system.
+const LARGE_REQUEST_BYTES: usize = 256 << 10;
+
+/// glibc keeps freed memory in its per-thread arenas; after a large request (a megabyte of
+/// prompt is tens of megabytes of tokenizer state) that would stay in the process's RSS.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; no pointer is involved.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -48,6 +48,7 @@ pub async fn serve(config: Config) -> Result<()> {
         live: live.clone(),
         audit: crate::guard::audit::Auditor::start(config.guard.audit_sample_rate),
         config: config.clone(),
+        validating: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
     });
     crate::metrics::model_info(&live.model().info.name, &live.model().info.served_format);
     watch_forget_files(&config, &live)?;
@@ -200,7 +201,7 @@ fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
 /// connections, a vanished NAT entry) and a cap on concurrent streams per connection.
 fn transport(tls: Option<ServerTlsConfig>) -> Result<tonic::transport::Server> {
     let builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION));
     Ok(match tls {

@@ -51,6 +51,10 @@ pub enum ValidationError {
     EmptyStop,
     #[error("prompt is {tokens} tokens; the model's context window is {context} tokens and at least one must be left to generate")]
     PromptTooLong { tokens: usize, context: usize },
+    #[error("prompt is {bytes} bytes, more than the model's context window of {context} tokens can hold")]
+    PromptTooLarge { bytes: usize, context: usize },
+    #[error("{count} messages cannot fit the model's context window of {context} tokens")]
+    TooManyMessages { count: usize, context: usize },
     /// The tokenizer failed on the text: the server's fault, not the client's (INTERNAL).
     #[error("{0}")]
     Unencodable(String),
@@ -91,6 +95,11 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
             req.prompt.clone()
         }
         (true, false) => {
+            // Every message takes at least one token: refuse what cannot fit before rendering.
+            let context = model.info.context_length;
+            if req.messages.len() > context {
+                return Err(V::TooManyMessages { count: req.messages.len(), context });
+            }
             let mut messages = Vec::with_capacity(req.messages.len());
             for (index, m) in req.messages.iter().enumerate() {
                 if !ROLES.contains(&m.role.as_str()) {
@@ -133,8 +142,11 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
         return Err(V::EmptyStop);
     }
 
-    let prompt_ids = model.encode(&prompt).map_err(|e| V::Unencodable(format!("{e:#}")))?;
     let context = model.info.context_length;
+    if prompt.len() > context.saturating_mul(model.info.max_token_bytes) {
+        return Err(V::PromptTooLarge { bytes: prompt.len(), context });
+    }
+    let prompt_ids = model.encode(&prompt).map_err(|e| V::Unencodable(format!("{e:#}")))?;
     if prompt_ids.len() >= context {
         return Err(V::PromptTooLong { tokens: prompt_ids.len(), context });
     }
