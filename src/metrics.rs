@@ -122,7 +122,10 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         "First 48 bits of the serving list's content hash: replicas serving the same list report the same value."
     );
     describe_gauge!(CONNECTIONS_OPEN, "Open gRPC connections (both listeners).");
-    describe_counter!(CONNECTIONS_REFUSED, "Connections closed at once because max_connections were open.");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed because max_connections were open: the oldest that had sent nothing, or else the new one."
+    );
     describe_counter!(
         STORE_WRITE_FAILURES,
         "Forget-store appends that failed (disk full, I/O error); the change was refused and the log cut back."

@@ -1,13 +1,14 @@
 //! The listeners' accept loop, so that no client can exhaust the server: a cap on open
-//! connections below the process's descriptor limit (a connection above it is closed at once,
-//! counted and logged, so health probes and real clients get through again as soon as others
-//! close), a deadline for a new connection's first byte (silent TCP connections are closed),
+//! connections below the process's descriptor limit (at the cap the oldest connection that has
+//! sent nothing yet makes room; with none, the new one is closed at once, counted and logged),
+//! a deadline for a new connection's first byte (silent TCP connections are closed),
 //! TCP keepalive, and a back-off with a log line when accepting fails (EMFILE) instead of a
 //! spinning loop. On shutdown, connections that never sent a byte are closed at once.
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -54,6 +55,7 @@ pub fn incoming(
 ) -> ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(16);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let silent: Silent = Arc::default();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(5);
         let mut last_warning: Option<Instant> = None;
@@ -81,31 +83,68 @@ pub fn incoming(
                 }
             };
             backoff = Duration::from_millis(5);
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                crate::metrics::connection_refused();
-                warn("connection limit reached: closing new connections until others close", None);
-                drop(stream);
-                continue;
-            };
             let keepalive = socket2::TcpKeepalive::new().with_time(limits.tcp_keepalive);
             let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
             let _ = stream.set_nodelay(true);
-            let conn = Conn::new(stream, permit, limits.first_byte_timeout, shutdown.clone());
-            if tx.send(Ok(conn)).await.is_err() {
-                return;
+            if let Ok(slot) = slots.clone().try_acquire_owned() {
+                let conn = Conn::new(stream, slot, limits.first_byte_timeout, &shutdown, &silent);
+                if tx.send(Ok(conn)).await.is_err() {
+                    return;
+                }
+                continue;
             }
+            // At the cap: a connection that has not sent a byte yet makes room (a real client
+            // speaks at once, so a flood of silent ones cannot lock real clients out); if every
+            // connection has spoken, the new one is closed.
+            if !evict_oldest_silent(&silent) {
+                crate::metrics::connection_refused();
+                warn("connection limit reached: new connections are accepted and closed at once", None);
+                drop(stream);
+                continue;
+            }
+            crate::metrics::connection_refused();
+            warn("connection limit reached: closing the oldest connections that have sent nothing", None);
+            let (tx, slots, shutdown, silent) = (tx.clone(), slots.clone(), shutdown.clone(), silent.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(1), slots.acquire_owned()).await {
+                    Ok(Ok(slot)) => {
+                        let conn = Conn::new(stream, slot, limits.first_byte_timeout, &shutdown, &silent);
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    _ => crate::metrics::connection_refused(),
+                }
+            });
         }
     });
     ReceiverStream::new(rx)
 }
 
+/// The connections that have not sent a byte yet, oldest first: cancelling one's token closes
+/// it (its token is a child of the shutdown token, so shutdown closes them all).
+type Silent = Arc<Mutex<VecDeque<Weak<CancellationToken>>>>;
+
+/// Closes the oldest connection that is still silent; false if there is none.
+fn evict_oldest_silent(silent: &Silent) -> bool {
+    let mut queue = silent.lock().expect("not poisoned");
+    while let Some(entry) = queue.pop_front() {
+        if let Some(token) = entry.upgrade() {
+            token.cancel();
+            return true;
+        }
+    }
+    false
+}
+
+/// Until its first byte: a connection's deadline, and what closes it early (shutdown or
+/// eviction). The token is owned here; the eviction queue holds it weakly.
+type Quiet = (Pin<Box<tokio::time::Sleep>>, Pin<Box<WaitForCancellationFutureOwned>>, Arc<CancellationToken>);
+
 /// An accepted connection holding its slot; reading fails (and the server closes it) if no
-/// byte arrives before its deadline or before shutdown.
+/// byte arrives before its deadline, before shutdown, or before it is evicted.
 pub struct Conn {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
-    /// Until the first byte: the deadline and the shutdown signal.
-    silent: Option<(Pin<Box<tokio::time::Sleep>>, Pin<Box<WaitForCancellationFutureOwned>>)>,
+    silent: Option<Quiet>,
 }
 
 impl Conn {
@@ -113,11 +152,18 @@ impl Conn {
         stream: TcpStream,
         slot: OwnedSemaphorePermit,
         timeout: Duration,
-        shutdown: CancellationToken,
+        shutdown: &CancellationToken,
+        silent: &Silent,
     ) -> Self {
         crate::metrics::connection_opened();
-        let silent = Some((Box::pin(tokio::time::sleep(timeout)), Box::pin(shutdown.cancelled_owned())));
-        Conn { stream, _slot: slot, silent }
+        let token = Arc::new(shutdown.child_token());
+        {
+            let mut queue = silent.lock().expect("not poisoned");
+            queue.retain(|w| w.strong_count() > 0);
+            queue.push_back(Arc::downgrade(&token));
+        }
+        let closed = Box::pin(token.as_ref().clone().cancelled_owned());
+        Conn { stream, _slot: slot, silent: Some((Box::pin(tokio::time::sleep(timeout)), closed, token)) }
     }
 }
 
@@ -136,14 +182,14 @@ impl AsyncRead for Conn {
         let filled = buf.filled().len();
         let this = &mut *self;
         let result = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if let Some((deadline, shutdown)) = &mut this.silent {
+        if let Some((deadline, closed, _)) = &mut this.silent {
             if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > filled {
                 this.silent = None;
             } else if result.is_pending() {
                 let why = if deadline.as_mut().poll(cx).is_ready() {
                     "no request within the first-byte timeout"
-                } else if shutdown.as_mut().poll(cx).is_ready() {
-                    "the server is shutting down"
+                } else if closed.as_mut().poll(cx).is_ready() {
+                    "closed: the server is shutting down, or needed the slot of a silent connection"
                 } else {
                     return Poll::Pending;
                 };
