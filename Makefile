@@ -6,7 +6,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 
-.PHONY: run test models pydeps sysdeps fmt k8s-rules demo
+.PHONY: run test models pydeps sysdeps fmt k8s-rules demo fuzz
 
 run: models
 	cargo run --release -- serve $(ARGS)
@@ -57,3 +57,10 @@ k8s-rules:
 
 fmt:
 	cargo fmt --all
+
+# Fuzz one target (normalize, forget_list, store_log, request, chat, guard_text) for FUZZ_SECONDS
+# with cargo-fuzz on a nightly toolchain (not in `make test`, which replays the committed
+# corpora on stable: tests/fuzz_corpora.rs). New inputs land in fuzz/corpus/TARGET.
+FUZZ_SECONDS ?= 600
+fuzz:
+	cd fuzz && cargo +nightly fuzz run $(TARGET) -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096

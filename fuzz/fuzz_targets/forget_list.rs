@@ -1,0 +1,6 @@
+#![no_main]
+//! `cargo +nightly fuzz run forget_list` (docs/operations.md, "Fuzzing").
+#[path = "../../tests/common/fuzz_targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::forget_list(data));
