@@ -17,6 +17,8 @@ pub struct Case {
     /// The entry a positive case must be attributed to; None for a benign text.
     pub expect: Option<String>,
     pub text: String,
+    /// The question the text answers, if it is an answer.
+    pub prompt: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +31,25 @@ struct Paraphrase {
 struct Benign {
     #[allow(dead_code)]
     id: String,
+    text: String,
+    #[serde(default)]
+    prompt: String,
+}
+
+/// A short answer about a forgotten document; `named`: the prompt names its subject.
+#[derive(Deserialize)]
+struct FactAnswer {
+    entry: String,
+    prompt: String,
+    named: bool,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct Translation {
+    entry: String,
+    #[allow(dead_code)]
+    lang: String,
     text: String,
 }
 
@@ -45,7 +66,7 @@ pub fn cases(entries: &[Entry], dir: &Path, seed: u64) -> Result<Vec<Case>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::new();
     let mut push = |category, expect: &str, text: String| {
-        out.push(Case { category, expect: Some(expect.to_string()), text })
+        out.push(Case { category, expect: Some(expect.to_string()), text, prompt: None })
     };
     for e in entries {
         match e.kind {
@@ -88,6 +109,30 @@ pub fn cases(entries: &[Entry], dir: &Path, seed: u64) -> Result<Vec<Case>> {
     for p in read_jsonl::<Paraphrase>(&dir.join("paraphrases.jsonl"))? {
         push("paraphrase", &p.entry, p.text);
     }
+    // Meaning-level leaks: optional files (an evaluation set may have none).
+    let optional = |name: &str| dir.join(name).exists().then(|| dir.join(name));
+    if let Some(path) = optional("summaries.jsonl") {
+        for p in read_jsonl::<Paraphrase>(&path)? {
+            push("summary", &p.entry, p.text);
+        }
+    }
+    if let Some(path) = optional("translations.jsonl") {
+        for t in read_jsonl::<Translation>(&path)? {
+            push("translation", &t.entry, t.text);
+        }
+    }
+    if let Some(path) = optional("facts.jsonl") {
+        for f in read_jsonl::<FactAnswer>(&path)? {
+            let category = if f.named { "facts-named" } else { "facts" };
+            out.push(Case { category, expect: Some(f.entry), text: f.text, prompt: Some(f.prompt) });
+        }
+    }
+    if let Some(path) = optional("benign_meaning.jsonl") {
+        for b in read_jsonl::<Benign>(&path)? {
+            let prompt = (!b.prompt.is_empty()).then_some(b.prompt);
+            out.push(Case { category: "benign", expect: None, text: b.text, prompt });
+        }
+    }
     for b in read_jsonl::<Benign>(&dir.join("benign.jsonl"))? {
         let words: Vec<&str> = b.text.split_whitespace().collect();
         let pieces = if words.len() <= EXCERPT_WORDS {
@@ -99,7 +144,7 @@ pub fn cases(entries: &[Entry], dir: &Path, seed: u64) -> Result<Vec<Case>> {
                 .collect()
         };
         for text in pieces {
-            out.push(Case { category: "benign", expect: None, text });
+            out.push(Case { category: "benign", expect: None, text, prompt: None });
         }
     }
     Ok(out)
@@ -421,7 +466,9 @@ pub fn run(entries: &[Entry], dir: &Path, cfg: &GuardConfig, guard: &Guard, verb
     let sweep_guard =
         guard.has_semantic().then(|| guard.rebuild_with(entries, &sweep_guard_cfg)).transpose()?;
     for case in &cases {
-        let findings = guard.check(&case.text, CheckParams::default())?;
+        let scope = case.prompt.as_deref().map(|p| guard.scope(p));
+        let findings =
+            guard.check(&case.text, CheckParams { scope: scope.as_ref(), ..Default::default() })?;
         let t = tallies.entry(case.category).or_default();
         t.cases += 1;
         let relevant: Vec<_> = findings
@@ -433,7 +480,14 @@ pub fn run(entries: &[Entry], dir: &Path, cfg: &GuardConfig, guard: &Guard, verb
                 .iter()
                 .map(|f| format!("{}:{}:{:.3}", guard.entry_id(f.entry), f.layer.as_str(), f.score))
                 .collect();
-            eprintln!("{} {:?} [{}] {:?}", case.category, case.expect, what.join(" "), case.text);
+            eprintln!(
+                "{} {:?} [{}] {:?} (prompt {:?})",
+                case.category,
+                case.expect,
+                what.join(" "),
+                case.text,
+                case.prompt
+            );
         }
         if !relevant.is_empty() {
             t.caught += 1;
@@ -456,6 +510,9 @@ pub fn run(entries: &[Entry], dir: &Path, cfg: &GuardConfig, guard: &Guard, verb
     }
 
     let mut report = String::new();
+    if guard.has_semantic() {
+        report.push_str(&format!("Commons filter: {} windows of boilerplate.\n\n", guard.commons_windows()));
+    }
     report.push_str("| category | cases | caught | recall | caught by layer |\n|---|---|---|---|---|\n");
     for (category, t) in tallies.iter().filter(|(c, _)| **c != "benign") {
         let layers: Vec<String> = t.by_layer.iter().map(|(l, n)| format!("{l} {n}")).collect();

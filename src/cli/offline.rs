@@ -36,13 +36,9 @@ impl GuardArgs {
             config.guard.embedder = None;
         }
         let cfg = config.guard;
-        let embedder = match &cfg.embedder {
-            Some(dir) => Some(std::sync::Arc::new(
-                crate::guard::semantic::Embedder::load(dir)
-                    .with_context(|| format!("loading the embedder from {}", dir.display()))?,
-            )),
-            None => None,
-        };
+        let embedder = crate::guard::semantic::load_embedder(&cfg).with_context(|| {
+            format!("loading the embedder from {}", cfg.embedder.as_deref().unwrap_or("".as_ref()).display())
+        })?;
         let entries = crate::forget::load(&self.forget)?;
         let guard = crate::guard::Guard::build(&entries, &cfg, None, embedder, 1)?;
         Ok((entries, cfg, guard))

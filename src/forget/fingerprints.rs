@@ -2,7 +2,8 @@
 //! n-grams and terms, token n-grams for decode-time masking, window embeddings. The
 //! fingerprint-only store (`forget_store = "fingerprints"`) keeps these instead of the text;
 //! `guard::derive` computes them. A fingerprint is only valid for the parameters it was derived
-//! with: `recipe`, `embedder` and `tokens.tokenizer` name them.
+//! with: `recipe`, `embedder` and `tokens.tokenizer` name them. Entries sealed before facts
+//! existed have none (their fact layer and lexical evidence are empty).
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,27 @@ pub struct Fingerprints {
     /// Token n-grams for decode-time masking, for the tokenizer they were derived with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<TokenGrams>,
+    /// Distinctive facts of a document (`guard::facts`): hashes, never the words.
+    #[serde(default, skip_serializing_if = "Facts::is_empty")]
+    pub facts: Facts,
+}
+
+/// Hashes of a document's distinctive facts, by kind (see `guard::facts`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Facts {
+    /// Stems of distinctive words written in lower case.
+    pub words: Vec<u64>,
+    /// Stems of distinctive words written capitalized: names of people, places, firms.
+    pub names: Vec<u64>,
+    /// Numbers of two or more digits' worth (13 and up), spelled or in digits, and months.
+    pub numbers: Vec<u64>,
+}
+
+impl Facts {
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty() && self.names.is_empty() && self.numbers.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

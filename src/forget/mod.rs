@@ -16,7 +16,7 @@ pub mod mutation;
 pub mod policy;
 pub mod store;
 
-pub use fingerprints::{Fingerprints, TokenGrams};
+pub use fingerprints::{Facts, Fingerprints, TokenGrams};
 pub use policy::{Action, SetPolicy};
 pub use store::StoreMode;
 

@@ -35,4 +35,15 @@ pub struct SetPolicy {
     pub hide_details: bool,
     /// On a guard error, deliver instead of blocking (default: fail closed).
     pub fail_open: bool,
+    /// Drop semantic matches about as close to public boilerplate (`guard.commons`) as to this
+    /// set's documents; unset: on. Turn it off for a set of licenses or other boilerplate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commons_filter: Option<bool>,
+    /// Facts of one entry an output window needs (`guard.facts.min_facts`); 0 turns the fact
+    /// layer off for this set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fact_min_facts: Option<usize>,
+    /// Words those facts must fall within (`guard.facts.window_words`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fact_window_words: Option<usize>,
 }

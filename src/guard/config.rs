@@ -1,5 +1,6 @@
 //! The guard's configuration (`[guard]` in the TOML file): the forget file, the embedder, the
 //! layers' parameters and the sets' policies; its defaults, and the invariants it must hold.
+use super::facts::FactRule;
 use super::ngram::NgramParams;
 use super::semantic::SemanticParams;
 use crate::forget::SetPolicy;
@@ -16,6 +17,9 @@ pub struct GuardConfig {
     /// Sentence-embedder folder (safetensors + tokenizer.json + config.json) for the semantic
     /// layer. Unset: the semantic layer is off.
     pub embedder: Option<PathBuf>,
+    /// Folder of public boilerplate (`.txt` files) for the semantic layer's commons filter;
+    /// unset: no filter. `make models` copies Debian's common licenses to the default.
+    pub commons: Option<PathBuf>,
     /// Newest words of a stream held back until the guard has cleared them.
     pub hold_back_words: usize,
     /// Tokens per n-gram for decode-time masking.
@@ -26,6 +30,7 @@ pub struct GuardConfig {
     pub audit_sample_rate: f64,
     pub ngram: NgramParams,
     pub semantic: SemanticParams,
+    pub facts: FactRule,
     /// Policy of every set not named in `sets`.
     pub default_policy: SetPolicy,
     pub sets: BTreeMap<String, SetPolicy>,
@@ -36,12 +41,14 @@ impl Default for GuardConfig {
         Self {
             forget: None,
             embedder: Some(PathBuf::from("models/minilm")),
+            commons: Some(PathBuf::from("models/commons")),
             hold_back_words: 12,
             token_ngram: 6,
             check_prompts: true,
             audit_sample_rate: 1.0,
             ngram: NgramParams::default(),
             semantic: SemanticParams::default(),
+            facts: FactRule::default(),
             default_policy: SetPolicy::default(),
             sets: BTreeMap::new(),
         }
@@ -53,6 +60,7 @@ impl GuardConfig {
     pub fn validate(&self) -> Result<()> {
         self.ngram.validate()?;
         self.semantic.validate()?;
+        self.facts.validate("guard.facts")?;
         ensure!(self.token_ngram >= 2, "guard.token_ngram must be at least 2");
         ensure!(
             (0.0..=1.0).contains(&self.audit_sample_rate),

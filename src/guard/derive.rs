@@ -1,12 +1,13 @@
 //! Derivation: from a forget entry's text to what the indexes need of it — fingerprints of
 //! its normalized word n-grams and terms, token n-grams for decode-time masking, embeddings of
-//! its windows. Indexes are built from these alone, so
+//! its windows, its distinctive facts. Indexes are built from these alone, so
 //! - a rebuild after a small change derives only the new entries (the rest come from a cache),
 //! - the durable store can keep these instead of the text (`forget_store = "fingerprints"`).
 //!
 //! A fingerprint is only valid for the parameters it was derived with; `recipe` and `embedder`
 //! name them, and an entry derived with other parameters is refused rather than silently
 //! matched with the wrong ones.
+use super::facts;
 use super::ngram::{document_fingerprints, fingerprint, fingerprint_tokens, word_hash};
 use super::semantic::{self, Embedder};
 use super::variants;
@@ -144,6 +145,7 @@ impl Deriver {
             embedder: None,
             vectors: Vec::new(),
             tokens: None,
+            facts: Default::default(),
         };
         let mut windows = Vec::new();
         match e.kind {
@@ -154,6 +156,7 @@ impl Deriver {
                     .into_iter()
                     .filter(|f| seen.insert(*f))
                     .collect();
+                fp.facts = facts::document_facts(&e.text, &words);
                 if let Some((_, name)) = &self.embedder {
                     fp.embedder = Some(name.clone());
                     let spans = &words.spans;

@@ -6,11 +6,14 @@
 //! delivered outputs exactly, off the request path.
 pub mod audit;
 pub mod check;
+pub mod commons;
 pub mod config;
 pub mod derive;
 mod digest;
 pub mod encodings;
+pub mod facts;
 pub mod footprint;
+pub mod lexical;
 pub mod markup;
 pub mod ngram;
 pub mod normalize;
@@ -37,6 +40,8 @@ pub enum Layer {
     Term,
     /// Embedding similarity to a forget document window (paraphrases).
     Semantic,
+    /// Distinctive facts of a forget document (short answers, summaries, translations).
+    Fact,
 }
 
 impl Layer {
@@ -46,6 +51,7 @@ impl Layer {
             Layer::Ngram => "ngram",
             Layer::Term => "term",
             Layer::Semantic => "semantic",
+            Layer::Fact => "fact",
         }
     }
 }
@@ -55,7 +61,8 @@ impl Layer {
 pub struct Finding {
     pub entry: u32,
     pub layer: Layer,
-    /// NGRAM: share of the window's n-grams that hit; TERM: 1; SEMANTIC: cosine similarity.
+    /// NGRAM: share of the window's n-grams that hit; TERM: 1; SEMANTIC: cosine similarity plus
+    /// lexical evidence; FACT: the number of the entry's facts in the window.
     pub score: f32,
     /// Byte span in the checked text.
     pub span: Range<usize>,

@@ -22,11 +22,31 @@ pub struct SemanticParams {
     pub threshold: f32,
     /// HNSW search breadth.
     pub ef_search: usize,
+    /// Added to the similarity, times the share of the output window's distinctive words
+    /// (`lexical.rs`) that the forget document holds too.
+    pub lexical_weight: f32,
+    /// A match is dropped when the output window is within this of its best commons window
+    /// (sets with `commons_filter`; `commons.rs`).
+    pub commons_margin: f32,
+    /// Embed an output window only when some entry holds this many of its distinctive words
+    /// (the pre-gate; 0 embeds every window). The exact audit embeds every window.
+    pub gate_min_words: usize,
+    /// Threshold for an entry the prompt or the output names (`facts.rs`).
+    pub scoped_threshold: f32,
 }
 
 impl Default for SemanticParams {
     fn default() -> Self {
-        Self { window_words: 24, stride_words: 12, threshold: 0.80, ef_search: 64 }
+        Self {
+            window_words: 24,
+            stride_words: 12,
+            threshold: 0.80,
+            ef_search: 64,
+            lexical_weight: 0.3,
+            commons_margin: 0.15,
+            gate_min_words: 2,
+            scoped_threshold: 0.65,
+        }
     }
 }
 
@@ -44,6 +64,8 @@ impl SemanticParams {
 /// Sentence embedder: BERT-family safetensors + tokenizer.json + config.json in one folder.
 pub struct Embedder {
     model: BertModel,
+    /// Public boilerplate embedded by this embedder (`commons.rs`).
+    commons: Option<super::commons::Commons>,
     tokenizer: Tokenizer,
     pub dim: usize,
     /// Identity of the weights and tokenizer (xxh3-64 of the files): embeddings made by
@@ -80,7 +102,17 @@ impl Embedder {
             h.update(&bytes);
         }
         let id = format!("{}-{:016x}", dir.file_name().unwrap_or_default().to_string_lossy(), h.digest());
-        Ok(Self { model, tokenizer, dim: config.hidden_size, id })
+        Ok(Self { model, tokenizer, commons: None, dim: config.hidden_size, id })
+    }
+
+    /// This embedder with the commons of `dir` embedded (windows of `window_words`).
+    pub fn with_commons(mut self, dir: &Path, window_words: usize) -> Result<Self> {
+        self.commons = Some(super::commons::Commons::load(dir, &self, window_words)?);
+        Ok(self)
+    }
+
+    pub fn commons(&self) -> Option<&super::commons::Commons> {
+        self.commons.as_ref()
     }
 
     /// Unit-length embeddings of `texts`, computed in one batch.
@@ -111,6 +143,32 @@ impl Embedder {
         let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
         Ok(mean.broadcast_div(&norm)?.to_vec2()?)
     }
+}
+
+/// The embedder `cfg.embedder` names, with the commons of `cfg.commons` embedded; `None` when
+/// the semantic layer is off. A missing commons folder turns only the commons filter off.
+pub fn load_embedder(cfg: &super::GuardConfig) -> Result<Option<std::sync::Arc<Embedder>>> {
+    let Some(dir) = &cfg.embedder else { return Ok(None) };
+    let mut embedder = Embedder::load(dir)?;
+    match &cfg.commons {
+        Some(commons) if commons.is_dir() => {
+            let started = std::time::Instant::now();
+            embedder = embedder.with_commons(commons, cfg.semantic.window_words)?;
+            let c = embedder.commons().expect("commons just loaded");
+            tracing::info!(
+                texts = c.texts,
+                windows = c.len(),
+                seconds = started.elapsed().as_secs_f32(),
+                "commons loaded"
+            );
+        }
+        Some(commons) => tracing::warn!(
+            path = %commons.display(),
+            "guard.commons is not a folder (run `make models`): the commons filter is off"
+        ),
+        None => {}
+    }
+    Ok(Some(std::sync::Arc::new(embedder)))
 }
 
 /// Word windows of a document: `window` words every `stride` words, the last one ending at
@@ -274,7 +332,7 @@ impl SemanticIndex {
 
 /// Dot product over eight independent sums, which the compiler keeps in SIMD lanes (one running
 /// sum is a serial chain of additions it may not reorder).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     let mut lanes = [0f32; 8];

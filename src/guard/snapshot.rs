@@ -4,6 +4,7 @@
 //! by additions shares the index segments of the one before it.
 use super::derive::Deriver;
 use super::digest::{content_hash, entry_digest};
+use super::facts::{FactIndex, FactRule};
 use super::footprint::{self, bloom_bits_per_key, estimate_bytes, IndexSizes, LayerBytes, SetStats};
 use super::ngram::NgramIndex;
 use super::semantic::{Embedder, SemanticIndex, SemanticParams};
@@ -41,6 +42,8 @@ pub struct Guard {
     pub(super) terms: TermIndex,
     pub(super) tokens: Option<Arc<TokenIndex>>,
     pub(super) semantic: Option<(Arc<Embedder>, SemanticIndex)>,
+    pub(super) facts: FactIndex,
+    pub(super) fact_rule: FactRule,
     pub(super) hold_back_words: usize,
     pub(super) params: SemanticParams,
 }
@@ -82,6 +85,8 @@ impl Guard {
             terms: TermIndex::build([]),
             tokens: None,
             semantic: deriver.embedder().map(|e| (e.clone(), SemanticIndex::build(Vec::new()))),
+            facts: FactIndex::default(),
+            fact_rule: cfg.facts,
             hold_back_words: cfg.hold_back_words,
             params: cfg.semantic,
         };
@@ -109,6 +114,8 @@ impl Guard {
             terms: self.terms.clone(),
             tokens: self.tokens.clone(),
             semantic: self.semantic.as_ref().map(|(e, s)| (e.clone(), s.appended(Vec::new()))),
+            facts: self.facts.clone(),
+            fact_rule: self.fact_rule,
             hold_back_words: self.hold_back_words,
             params: self.params,
         };
@@ -171,6 +178,7 @@ impl Guard {
                 ))
             });
         }
+        self.facts = self.facts.with(derived.iter().enumerate().map(|(i, f)| (number(i), &f.facts)));
         if let Some((_, index)) = &mut self.semantic {
             let embeddings = derived
                 .iter()
@@ -220,6 +228,11 @@ impl Guard {
     /// output's windows would cost milliseconds per window for nothing.
     pub fn semantic_active(&self) -> bool {
         self.semantic.as_ref().is_some_and(|(_, index)| !index.is_empty())
+    }
+
+    /// Windows of public boilerplate the commons filter compares with (0: no filter).
+    pub fn commons_windows(&self) -> usize {
+        self.semantic.as_ref().and_then(|(e, _)| e.commons()).map_or(0, |c| c.len())
     }
 
     /// Dimension of the window embeddings (0 without the semantic layer).

@@ -2,10 +2,12 @@
 //! guard has cleared. The newest `hold_back_words` words (and any unfinished word) are held
 //! back, so a match is found before its words reach the client, including a match that spans
 //! two chunks. After a block nothing more is released.
+use super::facts::{self, Scope, TextFact};
 use super::ngram::{word_hash, Hit};
 use super::{encodings, normalize, Finding, Guard, Layer};
 use crate::forget::Action;
 use anyhow::Result;
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +42,12 @@ pub struct StreamGuard {
     /// Words covered by the last semantic check, and by the last look for encoded copies.
     semantic_done: usize,
     decoded_done: usize,
+    /// Facts of the words decided so far (`facts_done`), the entries in scope (named by the
+    /// prompt or the text) and the facts the prompt holds.
+    facts: Vec<TextFact>,
+    facts_done: usize,
+    scoped: HashSet<u32>,
+    given: HashSet<u64>,
     /// Matches of `mask` and `monitor` sets (delivered, reported).
     findings: Vec<Finding>,
     blocked: Option<Finding>,
@@ -58,9 +66,20 @@ impl StreamGuard {
             hits: Vec::new(),
             semantic_done: 0,
             decoded_done: 0,
+            facts: Vec::new(),
+            facts_done: 0,
+            scoped: HashSet::new(),
+            given: HashSet::new(),
             findings: Vec::new(),
             blocked: None,
         }
+    }
+
+    /// This stream answering a prompt with `scope` ([`Guard::scope`]).
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scoped = scope.entries;
+        self.given = scope.given;
+        self
     }
 
     /// Adds generated text; returns what may now be released, or the block.
@@ -174,13 +193,23 @@ impl StreamGuard {
         if self.blocked.is_some() {
             return Ok(());
         }
+        self.scan_facts(at_end);
+        if self.blocked.is_some() {
+            return Ok(());
+        }
         let p = guard.params;
         let unchecked = self.words.len() - self.semantic_done;
         if guard.semantic_active() && (unchecked >= p.stride_words || (at_end && unchecked > 0)) {
             let len = self.words.len();
             let window = self.spans[len.saturating_sub(p.window_words)].start..self.spans[len - 1].end;
             let t = Instant::now();
-            let found = guard.semantic_findings(&self.text, &[window], false, super::check::Stop::NEVER)?;
+            let found = guard.semantic_findings(
+                &self.text,
+                &[window],
+                false,
+                super::check::Stop::NEVER,
+                &self.scoped,
+            )?;
             crate::metrics::guard_layer("semantic", t.elapsed());
             for f in found {
                 self.on_finding(f);
@@ -188,6 +217,37 @@ impl StreamGuard {
             self.semantic_done = len;
         }
         Ok(())
+    }
+
+    /// Facts of the words now decided (a word's fact can depend on the words after it), the
+    /// entries they name, and the fact windows ending at them.
+    fn scan_facts(&mut self, at_end: bool) {
+        if self.guard.facts.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let decided =
+            if at_end { self.words.len() } else { self.words.len().saturating_sub(facts::LOOKAHEAD_WORDS) };
+        let first = self.facts.len();
+        for i in self.facts_done..decided {
+            self.facts.extend(facts::fact_at(&self.text, &self.words, &self.spans, i));
+        }
+        self.facts_done = self.facts_done.max(decided);
+        if self.facts.len() > first {
+            let guard = self.guard.clone();
+            self.scoped.extend(guard.facts.named(&self.facts[first.saturating_sub(1)..]));
+            let found = guard.fact_findings(
+                &self.facts,
+                first..self.facts.len(),
+                &self.scoped,
+                &self.given,
+                &self.spans,
+            );
+            for f in found {
+                self.on_finding(f);
+            }
+        }
+        crate::metrics::guard_layer("fact", t.elapsed());
     }
 
     /// Encoded copies (base64, hex, URL-encoding; ROT13, backwards, upside down): the recent

@@ -13,6 +13,7 @@ pub fn layer(l: Layer) -> proto::Layer {
         Layer::Ngram => proto::Layer::Ngram,
         Layer::Term => proto::Layer::Term,
         Layer::Semantic => proto::Layer::Semantic,
+        Layer::Fact => proto::Layer::Fact,
     }
 }
 
@@ -78,6 +79,9 @@ pub fn policy(p: proto::SetPolicy) -> Result<SetPolicy, ValidationError> {
         semantic_threshold: p.semantic_threshold,
         hide_details: p.hide_details,
         fail_open: p.fail_open,
+        commons_filter: p.commons_filter,
+        fact_min_facts: p.fact_min_facts.map(|k| k as usize),
+        fact_window_words: p.fact_window_words.map(|n| (n as usize).max(1)),
     })
 }
 
@@ -99,6 +103,9 @@ pub fn set_info(s: &SetSummary, stats: &BTreeMap<String, SetStats>) -> proto::Se
             semantic_threshold: s.policy.semantic_threshold,
             hide_details: s.policy.hide_details,
             fail_open: s.policy.fail_open,
+            commons_filter: s.policy.commons_filter,
+            fact_min_facts: s.policy.fact_min_facts.map(|k| k as u32),
+            fact_window_words: s.policy.fact_window_words.map(|n| n as u32),
         }),
         entries: s.entries as u32,
         documents: s.documents as u32,

@@ -42,13 +42,14 @@ pub fn run(
     job: &Job,
     deadline: Option<Instant>,
     tx: &mpsc::Sender<Event>,
+    scope: crate::guard::facts::Scope,
 ) {
     let started = Instant::now();
     let send = |ev: Event| tx.blocking_send(ev).is_ok();
     let mut generator =
         Generator::new(model, job.prompt_ids.clone(), &job.sampling).with_min_new_tokens(job.min_new_tokens);
     let mut stop = StopFilter::new(&job.stop);
-    let mut stream = StreamGuard::new(guard.clone());
+    let mut stream = StreamGuard::new(guard.clone()).with_scope(scope);
     let mut last_token_at = None;
     let mut suppressed = false;
     // When each piece of text was generated, to measure the delay the hold-back adds.

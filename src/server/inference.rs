@@ -78,16 +78,19 @@ impl InferenceService {
         );
         let (tx, rx) = mpsc::channel(64);
         let worker_job = job.clone();
-        let prompt = self.state.config.guard.check_prompts.then(|| prompt_text(req));
+        let prompt = prompt_text(req);
+        let check_prompt = self.state.config.guard.check_prompts;
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
             let _running = crate::metrics::running_generation();
-            if let Some(prompt) = prompt {
+            if check_prompt {
                 report_forgotten_prompt(&guard, &prompt, &worker_job.request_id);
             }
+            // Entries the prompt names are checked more closely in the answer.
+            let scope = guard.scope(&prompt);
             // A panic is a bug; it must end the request with an error the client sees, not
             // with a stream that simply stops (which reads as a complete reply).
-            let run = || generation::run(&model, &guard, &state.audit, &worker_job, deadline, &tx);
+            let run = || generation::run(&model, &guard, &state.audit, &worker_job, deadline, &tx, scope);
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
                 tracing::error!(request_id = %worker_job.request_id, "generation panicked");
                 let failed = Error::Internal("the generation failed on the server".into());
@@ -208,8 +211,9 @@ impl Inference for InferenceService {
         let deadline = deadline_of(&request);
         let req = request.into_inner();
         let limit = self.state.config.max_check_bytes;
-        if req.text.len() > limit {
-            return Err(Error::from(ValidationError::TextTooLarge { size: req.text.len(), limit }).into());
+        let size = req.text.len() + req.prompt.len();
+        if size > limit {
+            return Err(Error::from(ValidationError::TextTooLarge { size, limit }).into());
         }
         let guard = self.state.live.current();
         if let Some(unknown) = req.forget_sets.iter().find(|s| !guard.has_set(s)) {
@@ -222,7 +226,8 @@ impl Inference for InferenceService {
         let _on_drop = SetOnDrop(cancelled.clone());
         let check = tokio::task::spawn_blocking(move || {
             let stop = Stop { deadline, cancelled: Some(&cancelled) };
-            let params = CheckParams { sets: &req.forget_sets, exact: false, stop };
+            let scope = (!req.prompt.is_empty()).then(|| guard.scope(&req.prompt));
+            let params = CheckParams { sets: &req.forget_sets, exact: false, stop, scope: scope.as_ref() };
             let findings = guard.check(&req.text, params);
             drop(permit);
             let matches: Vec<_> =

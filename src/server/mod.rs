@@ -15,7 +15,6 @@ pub mod validate;
 
 use crate::config::Config;
 use crate::forget::store::Rollback;
-use crate::guard::semantic::Embedder;
 use crate::live::Live;
 use crate::model::Model;
 use crate::proto::forget_admin_server::ForgetAdminServer;
@@ -164,15 +163,12 @@ pub async fn serve(config: Config) -> Result<()> {
 fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
     let started = std::time::Instant::now();
     let cfg = &config.guard;
-    let embedder = match &cfg.embedder {
-        Some(dir) => Some(Arc::new(Embedder::load(dir).with_context(|| {
-            format!(
-                "loading the sentence embedder from {} (run scripts/fetch-models.sh, or pass --no-semantic to turn the semantic layer off)",
-                dir.display()
-            )
-        })?)),
-        None => None,
-    };
+    let embedder = crate::guard::semantic::load_embedder(cfg).with_context(|| {
+        format!(
+            "loading the sentence embedder from {} (run scripts/fetch-models.sh, or pass --no-semantic to turn the semantic layer off)",
+            cfg.embedder.as_deref().unwrap_or(std::path::Path::new("")).display()
+        )
+    })?;
     let live = Live::start(
         cfg.clone(),
         model,

@@ -58,7 +58,7 @@ pub enum ValidationError {
     /// The tokenizer failed on the text: the server's fault, not the client's (INTERNAL).
     #[error("{0}")]
     Unencodable(String),
-    #[error("text is {size} bytes, above the server limit of {limit} bytes")]
+    #[error("text and prompt are {size} bytes, above the server limit of {limit} bytes")]
     TextTooLarge { size: usize, limit: usize },
     #[error("forget set {set:?} does not exist in snapshot {version}")]
     UnknownSet { set: String, version: u64 },
