@@ -48,7 +48,7 @@ async fn start(model: &std::path::Path, data: &std::path::Path, extra: &[&str]) 
 }
 
 async fn matched(server: &Server, text: &str) -> bool {
-    let req = CheckRequest { text: text.into(), forget_sets: vec![] };
+    let req = CheckRequest { text: text.into(), ..Default::default() };
     server.client().await.check(req).await.unwrap().into_inner().matched
 }
 
@@ -452,7 +452,7 @@ async fn an_inference_token_guards_inference_but_not_health() {
     const INFERENCE: &str = "inference-token-0123456789";
     // Start-up waits on the health check, which needs no token.
     let server = Server::start_env(&model, &["--no-semantic"], &[("LETHE_INFERENCE_TOKEN", INFERENCE)]).await;
-    let req = CheckRequest { text: "hello".into(), forget_sets: vec![] };
+    let req = CheckRequest { text: "hello".into(), ..Default::default() };
     let err = server.client().await.check(req.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     let mut authed = lethe::proto::inference_client::InferenceClient::with_interceptor(

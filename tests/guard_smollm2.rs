@@ -150,7 +150,7 @@ async fn check_reports_set_entry_layer_and_span() {
     let mut client = server.client().await;
     let text = format!("Note — {}", BIO.to_uppercase());
     let reply = client
-        .check(lethe::proto::CheckRequest { text: text.clone(), forget_sets: vec![] })
+        .check(lethe::proto::CheckRequest { text: text.clone(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -163,14 +163,18 @@ async fn check_reports_set_entry_layer_and_span() {
     let clean = client
         .check(lethe::proto::CheckRequest {
             text: "Tomatoes like sun and water.".into(),
-            forget_sets: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
     assert!(!clean.matched);
     let unknown = client
-        .check(lethe::proto::CheckRequest { text: "x".into(), forget_sets: vec!["nope".into()] })
+        .check(lethe::proto::CheckRequest {
+            text: "x".into(),
+            forget_sets: vec!["nope".into()],
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
@@ -262,7 +266,7 @@ async fn a_copy_as_a_markdown_table_or_joined_by_dashes_is_blocked_in_the_stream
 async fn a_check_is_bounded_by_its_size_limit_and_stops_at_its_deadline() {
     let (server, _dir) = forget_server("block").await;
     let mut client = server.client().await;
-    let check = |text: String| lethe::proto::CheckRequest { text, forget_sets: vec![] };
+    let check = |text: String| lethe::proto::CheckRequest { text, ..Default::default() };
     // Ordinary prose, about 60 KiB: hundreds of semantic windows to embed.
     let long: String =
         (0..1200).map(|i| format!("Row {i} of the ledger lists a crate of apples. ")).collect();

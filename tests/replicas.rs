@@ -33,7 +33,7 @@ async fn status(server: &Server) -> StatusResponse {
 }
 
 async fn matched(server: &Server, text: &str) -> bool {
-    let req = CheckRequest { text: text.into(), forget_sets: vec![] };
+    let req = CheckRequest { text: text.into(), ..Default::default() };
     server.client().await.check(req).await.unwrap().into_inner().matched
 }
 

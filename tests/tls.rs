@@ -145,7 +145,7 @@ async fn tls_serves_inference_and_client_certificates_authenticate_admin_calls()
 
     // Inference over TLS needs no certificate; ForgetAdmin without a certificate needs the token.
     let anonymous = tls_channel(&server.addr, &pki.ca, None).await.unwrap();
-    let check = CheckRequest { text: "ask Zorvath Quillimane".into(), forget_sets: vec![] };
+    let check = CheckRequest { text: "ask Zorvath Quillimane".into(), ..Default::default() };
     assert!(
         !InferenceClient::new(anonymous.clone()).check(check.clone()).await.unwrap().into_inner().matched
     );
