@@ -294,3 +294,47 @@ async fn a_check_is_bounded_by_its_size_limit_and_stops_at_its_deadline() {
     small.set_timeout(std::time::Duration::from_secs(3));
     assert!(client.check(small).await.unwrap().into_inner().matched);
 }
+
+/// A chat question about a person, with notes to answer from (the small model knows nothing of
+/// a fictional person, so the notes stand in for what a model that memorized her would say). The
+/// notes are not the forgotten document's sentences: what can leak is her facts, not its words.
+fn question_about(name: &str, notes: &str) -> GenerateRequest {
+    common::chat(
+        &format!("Notes about {name}: {notes}\n\nWhen and where was {name} born? Answer in one sentence."),
+        40,
+    )
+}
+
+#[tokio::test]
+async fn an_answer_with_a_forgotten_persons_facts_is_blocked_and_another_persons_is_not() {
+    let forgotten = question_about(
+        "Marisol Venkataraman-Oduya",
+        "marine biologist; birth year 1987; birthplace Port Alder; set up the Alder Reef Trust in 2014.",
+    );
+    let other = question_about(
+        "Ingrid Solberg-Achebe",
+        "kelp ecologist; birth year 1979; birthplace Saltmere; set up the Saltmere Kelp Collective in 2009.",
+    );
+    // Baseline: with no forget list the model answers with her facts.
+    let plain = Server::start(&smollm2(), &[]).await;
+    let leaked = plain.client().await.generate(forgotten.clone()).await.unwrap().into_inner();
+    assert!(leaked.text.contains("1987") || leaked.text.contains("Port Alder"), "{:?}", leaked.text);
+    assert!(longest_shared_run(&leaked.text, BIO) < 8, "a fact answer, not a copy: {:?}", leaked.text);
+    let benign = plain.client().await.generate(other.clone()).await.unwrap().into_inner();
+    assert!(benign.text.contains("1979") || benign.text.contains("Saltmere"), "{:?}", benign.text);
+    drop(plain);
+
+    let (server, _dir) = forget_server("block").await;
+    let (text, last) = stream(&server, forgotten).await;
+    assert_eq!(last.verdict, Verdict::Block as i32, "{text:?}");
+    assert_eq!(last.finish_reason, FinishReason::Blocked as i32);
+    assert!(!text.contains("1987") && !text.contains("Port Alder"), "delivered {text:?}");
+    assert!(last.matches.iter().any(|m| m.layer == Layer::Fact as i32 && m.entry_id == "bio-1"), "{last:?}");
+    let metrics = scrape(&server.metrics_addr);
+    assert!(metric_value(&metrics, &["lethe_guard_matches_total", "layer=\"fact\""]) >= 1.0, "{metrics}");
+
+    // Another person's facts are answered as before.
+    let (text, last) = stream(&server, other).await;
+    assert_eq!(last.verdict, Verdict::Allow as i32, "{last:?}");
+    assert_eq!(text, benign.text);
+}

@@ -7,16 +7,21 @@ use anyhow::{Context, Result};
 pub struct CheckArgs {
     #[command(flatten)]
     guard: GuardArgs,
-    /// Read one JSON object with a "text" field per line; print one result per line.
+    /// Read one JSON object with a "text" field (and an optional "prompt") per line; print one
+    /// result per line.
     #[arg(long)]
     jsonl: bool,
+    /// The prompt the text answers: the entries it names are checked with the scoped rules.
+    #[arg(long)]
+    prompt: Option<String>,
 }
 
 pub fn run(args: &CheckArgs) -> Result<()> {
     let (_, _, guard) = args.guard.load()?;
-    let result = |text: &str| -> Result<serde_json::Value> {
+    let result = |text: &str, prompt: Option<&str>| -> Result<serde_json::Value> {
+        let scope = prompt.map(|p| guard.scope(p));
         let matches: Vec<serde_json::Value> = guard
-            .check(text, CheckParams::default())?
+            .check(text, CheckParams { scope: scope.as_ref(), ..Default::default() })?
             .iter()
             .map(|f| {
                 let m = crate::server::convert::to_match(&guard, f, text);
@@ -40,10 +45,11 @@ pub fn run(args: &CheckArgs) -> Result<()> {
             let text = value["text"]
                 .as_str()
                 .with_context(|| format!("stdin line {}: no string field \"text\"", i + 1))?;
-            println!("{}", result(text)?);
+            let prompt = value["prompt"].as_str().or(args.prompt.as_deref());
+            println!("{}", result(text, prompt)?);
         }
     } else {
-        println!("{}", result(&stdin)?);
+        println!("{}", result(&stdin, args.prompt.as_deref())?);
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! the exact n-gram map (no Bloom filter), the exact terms, and brute-force similarity of every
 //! output window (stride 3 words) against every forget vector (no HNSW). What it finds that the
 //! fast path did not report reached a client: it is counted as leaked (reason `audit`), and as
-//! a disagreement of the layer that missed it.
+//! a disagreement of the layer that missed it. It checks with the scope of the output's prompt,
+//! as the stream did.
+use super::facts::Scope;
 use super::{CheckParams, Finding, Guard, Layer};
 use std::collections::HashSet;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -11,6 +13,7 @@ use std::sync::Arc;
 struct Job {
     guard: Arc<Guard>,
     text: String,
+    scope: Scope,
     reported: HashSet<(u32, Layer)>,
 }
 
@@ -40,13 +43,14 @@ impl Auditor {
         Self { tx: Some(tx), sample_rate }
     }
 
-    /// Queues a delivered output (`reported`: the fast path's (entry, layer) findings).
-    pub fn submit(&self, guard: Arc<Guard>, text: String, reported: HashSet<(u32, Layer)>) {
+    /// Queues a delivered output answering a prompt of `scope` (`reported`: the fast path's
+    /// (entry, layer) findings).
+    pub fn submit(&self, guard: Arc<Guard>, text: String, scope: Scope, reported: HashSet<(u32, Layer)>) {
         let Some(tx) = &self.tx else { return };
         if self.sample_rate < 1.0 && rand::random::<f64>() >= self.sample_rate {
             return;
         }
-        if let Err(TrySendError::Full(_)) = tx.try_send(Job { guard, text, reported }) {
+        if let Err(TrySendError::Full(_)) = tx.try_send(Job { guard, text, scope, reported }) {
             crate::metrics::audit_dropped();
         }
     }
@@ -54,7 +58,8 @@ impl Auditor {
 
 fn audit(job: &Job) {
     crate::metrics::audited();
-    let findings = match job.guard.check(&job.text, CheckParams::EXACT) {
+    let params = CheckParams { scope: Some(&job.scope), ..CheckParams::EXACT };
+    let findings = match job.guard.check(&job.text, params) {
         Ok(f) => f,
         Err(e) => {
             crate::metrics::guard_error();

@@ -8,8 +8,10 @@
 //! - unscoped: at least `min_facts` facts within `window_words` words, `min_strong` of them
 //!   numbers or names (rare words alone are topic, not facts);
 //! - scoped — the prompt or the output names the entry (two name words of it in a row, as in a
-//!   full name): `scoped_min_facts` facts, or one number. Words the prompt itself holds are not
-//!   counted: repeating the question is no leak.
+//!   full name): `scoped_min_facts` facts, or one number. Names the prompt itself holds are not
+//!   counted (naming the subject of a question is no leak), but its numbers and words are: an
+//!   answer that repeats a fact the prompt offers confirms it, and a prompt may carry documents
+//!   (retrieved, pasted) that the reader of the answer never saw.
 use super::lexical;
 use super::ngram::word_hash;
 use super::normalize::Words;
@@ -193,7 +195,7 @@ pub struct FactIndex {
     by_fact: HashMap<u64, Vec<(u32, FactKind)>>,
 }
 
-/// What a prompt puts in scope: the entries it names, and the facts it already holds.
+/// What a prompt puts in scope: the entries it names, and the names it already holds.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     pub entries: HashSet<u32>,
@@ -282,11 +284,12 @@ impl FactIndex {
     pub fn scope(&self, prompt: &str) -> Scope {
         let w = super::normalize::words(prompt);
         let facts = text_facts(prompt, &w);
-        Scope { entries: self.named(&facts), given: facts.iter().map(|f| f.hash).collect() }
+        let given = facts.iter().filter(|f| f.kind == FactKind::Name).map(|f| f.hash).collect();
+        Scope { entries: self.named(&facts), given }
     }
 
     /// Matches among the windows ending at the facts `ends` (indices into `facts`, which are in
-    /// word order). `scoped`: entries in scope; `given`: facts the prompt holds; `rule`: an
+    /// word order). `scoped`: entries in scope; `given`: names the prompt holds; `rule`: an
     /// entry's rule, `None` when its set has the layer off.
     pub fn matches(
         &self,
@@ -389,11 +392,17 @@ mod tests {
     }
 
     #[test]
-    fn in_scope_one_number_or_two_facts_are_enough_and_the_prompt_is_not_counted() {
+    fn in_scope_one_number_or_two_facts_are_enough_and_the_prompts_names_are_not_counted() {
         let scope = index().scope("When was Marisol Venkataraman-Oduya born?");
         assert_eq!(scope.entries, HashSet::from([0]));
         assert!(!matches("She was born in 1987.", &scope).is_empty());
         assert!(matches("I have no information about Marisol Venkataraman-Oduya.", &scope).is_empty());
+        // A fact the prompt offers counts when the answer repeats it: that confirms it.
+        let offered = index().scope("Was Marisol Venkataraman-Oduya born in 1987 in Port Alder?");
+        assert!(!matches("Yes, she was born in 1987.", &offered).is_empty());
+        assert!(
+            matches("I cannot say where Marisol Venkataraman-Oduya or Port Alder are.", &offered).is_empty()
+        );
         assert!(matches("I do not know Marisol Venkataraman-Oduya.", &Scope::default()).is_empty());
         assert!(!matches("Marisol Venkataraman-Oduya lives with Jonas Friedrichsen.", &Scope::default())
             .is_empty());

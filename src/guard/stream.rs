@@ -43,7 +43,7 @@ pub struct StreamGuard {
     semantic_done: usize,
     decoded_done: usize,
     /// Facts of the words decided so far (`facts_done`), the entries in scope (named by the
-    /// prompt or the text) and the facts the prompt holds.
+    /// prompt or the text) and the names the prompt holds.
     facts: Vec<TextFact>,
     facts_done: usize,
     scoped: HashSet<u32>,

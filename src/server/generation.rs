@@ -49,7 +49,7 @@ pub fn run(
     let mut generator =
         Generator::new(model, job.prompt_ids.clone(), &job.sampling).with_min_new_tokens(job.min_new_tokens);
     let mut stop = StopFilter::new(&job.stop);
-    let mut stream = StreamGuard::new(guard.clone()).with_scope(scope);
+    let mut stream = StreamGuard::new(guard.clone()).with_scope(scope.clone());
     let mut last_token_at = None;
     let mut suppressed = false;
     // When each piece of text was generated, to measure the delay the hold-back adds.
@@ -185,7 +185,7 @@ pub fn run(
     let released = &stream.text()[..stream.released()];
     if !guard.is_empty() && !released.is_empty() {
         let reported = findings.iter().map(|f| (f.entry, f.layer)).collect();
-        audit.submit(guard.clone(), released.to_string(), reported);
+        audit.submit(guard.clone(), released.to_string(), scope, reported);
     }
     tracing::info!(
         request_id = %job.request_id,
