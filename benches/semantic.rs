@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the semantic layer: the MiniLM embedder per window at batch 1, 8 and 32
 //! (`models/minilm`, fetched by `./scripts/fetch-models.sh`), HNSW queries at 10k and 100k
 //! vectors, the HNSW build, the exact audit's brute force, and `Guard::check`, the stream guard
-//! and the exact audit with every layer on.
+//! (with and without the semantic pre-gate) and the exact audit with every layer on, on an
+//! output off the forget list's topics and on one on them.
 //!
 //!     cargo bench --bench semantic
 //!     LETHE_BENCH_HNSW_SIZES=10000 cargo bench --bench semantic    # skip the 100k index
@@ -111,41 +112,69 @@ fn all_layers(c: &mut Criterion, e: Arc<Embedder>, vocab: &[String]) {
     // the semantic work per output depends on the output's length, not on the list's size.
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eval/forget.jsonl");
     let entries = lethe::forget::load(&path).expect("eval/forget.jsonl");
-    let guard = Arc::new(Guard::build(&entries, &GuardConfig::default(), None, Some(e), 1).expect("build"));
-    // About 100 words, the length of a 128-token answer.
-    let output = synth::filler(600, 77, vocab);
-    let words = output.split(' ').count();
-    let mut g = c.benchmark_group(format!("guard_all_layers_eval_list_{words}_word_output"));
-    g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(5));
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("check_per_output", |b| {
-        b.iter(|| guard.check(black_box(&output), CheckParams::default()).expect("check"))
-    });
-    g.bench_function("exact_audit_per_output", |b| {
-        b.iter(|| guard.check(black_box(&output), CheckParams::EXACT).expect("audit"))
-    });
-    let pieces: Vec<String> = output.split_inclusive(' ').map(str::to_string).collect();
-    g.throughput(Throughput::Elements(pieces.len() as u64));
-    g.bench_function("stream_push_per_word", |b| {
-        b.iter_batched(
-            || StreamGuard::new(guard.clone()),
-            |mut s| {
-                for p in &pieces {
-                    black_box(s.push(p).expect("push"));
-                }
-                s.finish().expect("finish")
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.finish();
+    let guard =
+        Arc::new(Guard::build(&entries, &GuardConfig::default(), None, Some(e.clone()), 1).expect("build"));
+    // The same with the pre-gate off: every window embedded, as before the gate existed.
+    let mut ungated_cfg = GuardConfig::default();
+    ungated_cfg.semantic.gate_min_words = 0;
+    let ungated = Arc::new(Guard::build(&entries, &ungated_cfg, None, Some(e), 1).expect("build"));
+    // About 100 words, the length of a 128-token answer: off the list's topics (filler), and on
+    // them (the evaluation's paraphrases, which the gate must let through to the embedder).
+    let off_topic = synth::filler(600, 77, vocab);
+    let on_topic: String = std::fs::read_to_string(path.with_file_name("paraphrases.jsonl"))
+        .expect("eval/paraphrases.jsonl")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["text"].as_str().unwrap().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split(' ')
+        .take(100)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (topic, output) in [("off_topic", off_topic), ("on_topic", on_topic)] {
+        let words = output.split(' ').count();
+        let mut g = c.benchmark_group(format!("guard_all_layers_eval_list_{words}_word_{topic}_output"));
+        g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(5));
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("check_per_output", |b| {
+            b.iter(|| guard.check(black_box(&output), CheckParams::default()).expect("check"))
+        });
+        g.bench_function("exact_audit_per_output", |b| {
+            b.iter(|| guard.check(black_box(&output), CheckParams::EXACT).expect("audit"))
+        });
+        let pieces: Vec<String> = output.split_inclusive(' ').map(str::to_string).collect();
+        g.throughput(Throughput::Elements(pieces.len() as u64));
+        for (name, guard) in [("stream_push_per_word", &guard), ("stream_push_per_word_ungated", &ungated)] {
+            g.bench_function(name, |b| {
+                b.iter_batched(
+                    || StreamGuard::new(guard.clone()),
+                    |mut s| {
+                        for p in &pieces {
+                            black_box(s.push(p).expect("push"));
+                        }
+                        s.finish().expect("finish")
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        g.finish();
+    }
 }
 
 fn benches(c: &mut Criterion) {
     let vocab = synth::vocabulary();
     let dir = embedder_dir();
     if dir.join("model.safetensors").exists() {
-        let e = Arc::new(Embedder::load(&dir).expect("loading MiniLM"));
+        // As the server loads it: with the commons (Debian's licenses, `make models`) embedded.
+        let cfg = GuardConfig {
+            embedder: Some(dir.clone()),
+            commons: Some(dir.with_file_name("commons")),
+            ..Default::default()
+        };
+        let e = cfg.load_embedder().expect("loading MiniLM").expect("an embedder");
         embedder(c, &e, &vocab);
         all_layers(c, e, &vocab);
     } else {

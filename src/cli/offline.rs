@@ -36,7 +36,7 @@ impl GuardArgs {
             config.guard.embedder = None;
         }
         let cfg = config.guard;
-        let embedder = crate::guard::semantic::load_embedder(&cfg).with_context(|| {
+        let embedder = cfg.load_embedder().with_context(|| {
             format!("loading the embedder from {}", cfg.embedder.as_deref().unwrap_or("".as_ref()).display())
         })?;
         let entries = crate::forget::load(&self.forget)?;

@@ -212,7 +212,7 @@ impl Guard {
                 } else {
                     index.nearest(&emb, 4, self.params.ef_search)
                 };
-                let commons = embedder.commons().map(|c| c.best(&emb));
+                let commons = embedder.commons_best(&emb);
                 for (entry, sim) in near {
                     let policy = self.policy(entry);
                     if commons

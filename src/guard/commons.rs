@@ -11,66 +11,52 @@ use super::semantic::{self, Embedder};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
+/// The commons embedded: one vector per window.
 pub struct Commons {
-    vectors: Vec<Vec<f32>>,
+    pub vectors: Vec<Vec<f32>>,
     /// Text files embedded.
     pub texts: usize,
 }
 
 const CACHE_MAGIC: &[u8; 16] = b"lethe-commons-v1";
 
-impl Commons {
-    /// Embeds every `.txt` file of `dir` in windows of `window_words`, overlapping by half (or
-    /// reads the cache).
-    pub fn load(dir: &Path, embedder: &Embedder, window_words: usize) -> Result<Self> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("guard.commons: reading {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-            .collect();
-        files.sort();
-        let mut key = xxhash_rust::xxh3::Xxh3::new();
-        key.update(embedder.id.as_bytes());
-        key.update(&(window_words as u64).to_le_bytes());
-        let mut windows = Vec::new();
-        for f in &files {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("guard.commons: reading {}", f.display()))?;
-            key.update(&(text.len() as u64).to_le_bytes());
-            key.update(text.as_bytes());
-            let w = normalize::words(&text);
-            for r in semantic::windows(w.len(), window_words, window_words.div_ceil(2)) {
-                windows.push(text[w.spans[r.start].start..w.spans[r.end - 1].end].to_string());
-            }
+/// Embeds every `.txt` file of `dir` in windows of `window_words`, overlapping by half (or reads
+/// the cache).
+pub fn load(dir: &Path, embedder: &Embedder, window_words: usize) -> Result<Commons> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("guard.commons: reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    let mut key = xxhash_rust::xxh3::Xxh3::new();
+    key.update(embedder.id.as_bytes());
+    key.update(&(window_words as u64).to_le_bytes());
+    let mut windows = Vec::new();
+    for f in &files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("guard.commons: reading {}", f.display()))?;
+        key.update(&(text.len() as u64).to_le_bytes());
+        key.update(text.as_bytes());
+        let w = normalize::words(&text);
+        for r in semantic::windows(w.len(), window_words, window_words.div_ceil(2)) {
+            windows.push(text[w.spans[r.start].start..w.spans[r.end - 1].end].to_string());
         }
-        let key = key.digest();
-        let cache = dir.join(format!(".embeddings-{key:016x}"));
-        if let Some(vectors) = read_cache(&cache, windows.len(), embedder.dim) {
-            return Ok(Self { vectors, texts: files.len() });
-        }
-        let mut vectors = Vec::with_capacity(windows.len());
-        for chunk in windows.chunks(32) {
-            let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            vectors.extend(embedder.embed(&texts)?);
-        }
-        if let Err(e) = write_cache(&cache, &vectors) {
-            tracing::warn!(path = %cache.display(), error = %format!("{e:#}"), "the commons cache could not be written; it is embedded again at the next start");
-        }
-        Ok(Self { vectors, texts: files.len() })
     }
-
-    /// The highest cosine similarity of `embedding` to a commons window (-1 when there is none).
-    pub fn best(&self, embedding: &[f32]) -> f32 {
-        self.vectors.iter().map(|v| semantic::dot(v, embedding)).fold(-1.0, f32::max)
+    let key = key.digest();
+    let cache = dir.join(format!(".embeddings-{key:016x}"));
+    if let Some(vectors) = read_cache(&cache, windows.len(), embedder.dim) {
+        return Ok(Commons { vectors, texts: files.len() });
     }
-
-    pub fn len(&self) -> usize {
-        self.vectors.len()
+    let mut vectors = Vec::with_capacity(windows.len());
+    for chunk in windows.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        vectors.extend(embedder.embed(&texts)?);
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.vectors.is_empty()
+    if let Err(e) = write_cache(&cache, &vectors) {
+        tracing::warn!(path = %cache.display(), error = %format!("{e:#}"), "the commons cache could not be written; it is embedded again at the next start");
     }
+    Ok(Commons { vectors, texts: files.len() })
 }
 
 /// The cached vectors, if the file holds exactly `count` vectors of `dim` and its checksum holds.

@@ -2,12 +2,13 @@
 //! layers' parameters and the sets' policies; its defaults, and the invariants it must hold.
 use super::facts::FactRule;
 use super::ngram::NgramParams;
-use super::semantic::SemanticParams;
+use super::semantic::{Embedder, SemanticParams};
 use crate::forget::SetPolicy;
 use anyhow::{ensure, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -77,5 +78,31 @@ impl GuardConfig {
             crate::forget::valid_set_name(name).context("guard.sets")?;
         }
         Ok(())
+    }
+
+    /// The embedder `embedder` names, with the commons of `commons` embedded; `None` when the
+    /// semantic layer is off. A missing commons folder turns only the commons filter off.
+    pub fn load_embedder(&self) -> Result<Option<Arc<Embedder>>> {
+        let Some(dir) = &self.embedder else { return Ok(None) };
+        let mut embedder = Embedder::load(dir)?;
+        match &self.commons {
+            Some(folder) if folder.is_dir() => {
+                let started = std::time::Instant::now();
+                let c = super::commons::load(folder, &embedder, self.semantic.window_words)?;
+                tracing::info!(
+                    texts = c.texts,
+                    windows = c.vectors.len(),
+                    seconds = started.elapsed().as_secs_f32(),
+                    "commons loaded"
+                );
+                embedder = embedder.with_commons(c.vectors);
+            }
+            Some(folder) => tracing::warn!(
+                path = %folder.display(),
+                "guard.commons is not a folder (run `make models`): the commons filter is off"
+            ),
+            None => {}
+        }
+        Ok(Some(Arc::new(embedder)))
     }
 }

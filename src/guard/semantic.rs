@@ -64,8 +64,9 @@ impl SemanticParams {
 /// Sentence embedder: BERT-family safetensors + tokenizer.json + config.json in one folder.
 pub struct Embedder {
     model: BertModel,
-    /// Public boilerplate embedded by this embedder (`commons.rs`).
-    commons: Option<super::commons::Commons>,
+    /// Windows of public boilerplate embedded by this embedder (`commons.rs`); empty: no
+    /// commons filter.
+    commons: Vec<Vec<f32>>,
     tokenizer: Tokenizer,
     pub dim: usize,
     /// Identity of the weights and tokenizer (xxh3-64 of the files): embeddings made by
@@ -102,17 +103,23 @@ impl Embedder {
             h.update(&bytes);
         }
         let id = format!("{}-{:016x}", dir.file_name().unwrap_or_default().to_string_lossy(), h.digest());
-        Ok(Self { model, tokenizer, commons: None, dim: config.hidden_size, id })
+        Ok(Self { model, tokenizer, commons: Vec::new(), dim: config.hidden_size, id })
     }
 
-    /// This embedder with the commons of `dir` embedded (windows of `window_words`).
-    pub fn with_commons(mut self, dir: &Path, window_words: usize) -> Result<Self> {
-        self.commons = Some(super::commons::Commons::load(dir, &self, window_words)?);
-        Ok(self)
+    /// This embedder with `commons`, windows of public boilerplate it embedded (`commons.rs`).
+    pub fn with_commons(mut self, commons: Vec<Vec<f32>>) -> Self {
+        self.commons = commons;
+        self
     }
 
-    pub fn commons(&self) -> Option<&super::commons::Commons> {
-        self.commons.as_ref()
+    /// Windows of boilerplate the commons filter compares with.
+    pub fn commons_windows(&self) -> usize {
+        self.commons.len()
+    }
+
+    /// The highest cosine similarity of `embedding` to a commons window; `None` without commons.
+    pub fn commons_best(&self, embedding: &[f32]) -> Option<f32> {
+        self.commons.iter().map(|v| dot(v, embedding)).reduce(f32::max)
     }
 
     /// Unit-length embeddings of `texts`, computed in one batch.
@@ -143,32 +150,6 @@ impl Embedder {
         let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
         Ok(mean.broadcast_div(&norm)?.to_vec2()?)
     }
-}
-
-/// The embedder `cfg.embedder` names, with the commons of `cfg.commons` embedded; `None` when
-/// the semantic layer is off. A missing commons folder turns only the commons filter off.
-pub fn load_embedder(cfg: &super::GuardConfig) -> Result<Option<std::sync::Arc<Embedder>>> {
-    let Some(dir) = &cfg.embedder else { return Ok(None) };
-    let mut embedder = Embedder::load(dir)?;
-    match &cfg.commons {
-        Some(commons) if commons.is_dir() => {
-            let started = std::time::Instant::now();
-            embedder = embedder.with_commons(commons, cfg.semantic.window_words)?;
-            let c = embedder.commons().expect("commons just loaded");
-            tracing::info!(
-                texts = c.texts,
-                windows = c.len(),
-                seconds = started.elapsed().as_secs_f32(),
-                "commons loaded"
-            );
-        }
-        Some(commons) => tracing::warn!(
-            path = %commons.display(),
-            "guard.commons is not a folder (run `make models`): the commons filter is off"
-        ),
-        None => {}
-    }
-    Ok(Some(std::sync::Arc::new(embedder)))
 }
 
 /// Word windows of a document: `window` words every `stride` words, the last one ending at
@@ -332,7 +313,7 @@ impl SemanticIndex {
 
 /// Dot product over eight independent sums, which the compiler keeps in SIMD lanes (one running
 /// sum is a serial chain of additions it may not reorder).
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     let mut lanes = [0f32; 8];

@@ -232,7 +232,7 @@ impl Guard {
 
     /// Windows of public boilerplate the commons filter compares with (0: no filter).
     pub fn commons_windows(&self) -> usize {
-        self.semantic.as_ref().and_then(|(e, _)| e.commons()).map_or(0, |c| c.len())
+        self.semantic.as_ref().map_or(0, |(e, _)| e.commons_windows())
     }
 
     /// Dimension of the window embeddings (0 without the semantic layer).

@@ -163,7 +163,7 @@ pub async fn serve(config: Config) -> Result<()> {
 fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
     let started = std::time::Instant::now();
     let cfg = &config.guard;
-    let embedder = crate::guard::semantic::load_embedder(cfg).with_context(|| {
+    let embedder = cfg.load_embedder().with_context(|| {
         format!(
             "loading the sentence embedder from {} (run scripts/fetch-models.sh, or pass --no-semantic to turn the semantic layer off)",
             cfg.embedder.as_deref().unwrap_or(std::path::Path::new("")).display()
