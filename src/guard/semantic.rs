@@ -29,7 +29,8 @@ pub struct SemanticParams {
     /// (sets with `commons_filter`; `commons.rs`).
     pub commons_margin: f32,
     /// Embed an output window only when some entry holds this many of its distinctive words
-    /// (the pre-gate; 0 embeds every window). The exact audit embeds every window.
+    /// (the pre-gate; 0 embeds every window). The exact audit embeds every window. 1, not 2:
+    /// famous texts are paraphrased in common words (docs/guard-eval.md).
     pub gate_min_words: usize,
     /// Threshold for an entry the prompt or the output names (`facts.rs`).
     pub scoped_threshold: f32,
@@ -44,7 +45,7 @@ impl Default for SemanticParams {
             ef_search: 64,
             lexical_weight: 0.3,
             commons_margin: 0.15,
-            gate_min_words: 2,
+            gate_min_words: 1,
             scoped_threshold: 0.65,
         }
     }
