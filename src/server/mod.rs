@@ -48,6 +48,7 @@ pub async fn serve(config: Config) -> Result<()> {
         audit: crate::guard::audit::Auditor::start(config.guard.audit_sample_rate),
         config: config.clone(),
         validating: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        upstreams: crate::upstream::Upstreams::new(&config.upstream)?,
     });
     crate::metrics::model_info(&live.model().info.name, &live.model().info.served_format);
     watch_forget_files(&config, &live)?;
@@ -72,7 +73,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let inference = tonic::service::interceptor::InterceptedService::new(
         InferenceServer::new(inference::InferenceService::new(state.clone()))
             .max_decoding_message_size(transport_limit),
-        auth::BearerAuth::new(inference_token),
+        auth::BearerAuth::new(inference_token.clone()),
     );
     // Forget sets can be large: allow 64 MiB per admin call.
     let admin = tonic::service::interceptor::InterceptedService::new(
@@ -112,6 +113,13 @@ pub async fn serve(config: Config) -> Result<()> {
                 .await;
             health.clear_service_status("").await;
         });
+    }
+    if let Some(addr) = config.http_listen {
+        let http = Arc::new(crate::http::Http::new(
+            inference::InferenceService::new(state.clone()),
+            inference_token,
+        ));
+        crate::http::serve(addr, http, shutdown.clone()).await?;
     }
     // ForgetAdmin shares the inference listener unless it has an address of its own.
     let (admin_here, admin_apart) = match config.admin_listen {
