@@ -1,6 +1,7 @@
 //! The gRPC server: inference, health and reflection on one listener (ForgetAdmin there too,
 //! or on its own), TLS, graceful shutdown. Each listener's services sit behind the telemetry
-//! layer (`telemetry.rs`), and the authenticated ones behind `auth.rs`.
+//! layer (`telemetry.rs`), and the authenticated ones behind `auth.rs`. With `http_listen`,
+//! the OpenAI-compatible front door (`crate::http`) serves the same state on its own port.
 pub mod admin;
 pub mod admission;
 pub mod auth;
