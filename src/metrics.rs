@@ -45,6 +45,7 @@ pub const UPSTREAM_REQUESTS: &str = "lethe_upstream_requests_total";
 pub const UPSTREAM_FIRST_BYTE: &str = "lethe_upstream_first_byte_seconds";
 pub const UPSTREAM_STREAM_ERRORS: &str = "lethe_upstream_stream_errors_total";
 pub const UPSTREAM_IN_FLIGHT: &str = "lethe_upstream_in_flight";
+pub const UPSTREAM_UP: &str = "lethe_upstream_up";
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -89,6 +90,10 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         "Upstream streams that broke after they began, by kind: truncated, error_event, malformed, too_large, idle_timeout."
     );
     describe_gauge!(UPSTREAM_IN_FLIGHT, "Requests to each upstream engine in flight.");
+    describe_gauge!(
+        UPSTREAM_UP,
+        "1 when the upstream's /v1/models answered the last probe (every 15 s), else 0."
+    );
     describe_gauge!(REQUESTS_RUNNING, "Generations running now.");
     describe_gauge!(REQUESTS_QUEUED, "Requests waiting for a generation slot.");
     describe_histogram!(QUEUE_TIME, Unit::Seconds, "Time a request waited for a generation slot.");
@@ -270,6 +275,10 @@ pub fn upstream_configured(upstream: &str) {
 /// (`connect_error`, `timeout`).
 pub fn upstream_request(upstream: &str, result: &'static str) {
     counter!(UPSTREAM_REQUESTS, "upstream" => upstream.to_string(), "result" => result).increment(1);
+}
+
+pub fn upstream_up(upstream: &str, up: bool) {
+    gauge!(UPSTREAM_UP, "upstream" => upstream.to_string()).set(if up { 1.0 } else { 0.0 });
 }
 
 pub fn upstream_first_byte(upstream: &str, d: Duration) {

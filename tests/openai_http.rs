@@ -214,7 +214,16 @@ async fn fake_engine(listener: tokio::net::TcpListener, seen: tokio::sync::mpsc:
         let Ok((mut sock, _)) = listener.accept().await else { return };
         let seen = seen.clone();
         tokio::spawn(async move {
-            let request = read_request(&mut sock).await;
+            let (method, request) = read_request(&mut sock).await;
+            if method == "GET" {
+                let list = r#"{"object":"list","data":[{"id":"big-model","object":"model"}]}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{list}",
+                    list.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+                return;
+            }
             let last =
                 request["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str());
             let script = last.unwrap_or("").rsplit(' ').next().unwrap_or("").to_string();
@@ -286,7 +295,8 @@ async fn fake_engine(listener: tokio::net::TcpListener, seen: tokio::sync::mpsc:
     }
 }
 
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Value {
+/// The method and the JSON body (null when there is none) of one request.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> (String, Value) {
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -300,7 +310,9 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Value {
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .map_or(0, |v| v.trim().parse().unwrap());
             if raw.len() >= at + 4 + length {
-                return serde_json::from_slice(&raw[at + 4..at + 4 + length]).unwrap();
+                let method = head.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                let body = serde_json::from_slice(&raw[at + 4..at + 4 + length]).unwrap_or(Value::Null);
+                return (method, body);
             }
         }
     }
@@ -346,6 +358,12 @@ async fn upstream_mode_guards_a_scripted_engine() {
             )
         })
     };
+
+    let addr = http.clone();
+    let models = blocking(move || get(&addr, "/v1/models", None)).await.json();
+    let ids: Vec<&str> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"big-model"), "{models}");
 
     // Quirks: comments, \r\n, a null first delta, usage in its own chunk, no [DONE].
     let quirks = ask("quirks", true).await;
@@ -474,5 +492,6 @@ async fn upstream_mode_guards_a_scripted_engine() {
     );
     assert!(value(&["lethe_guard_matches_total", "upstream=\"fake\"", "forget_set=\"people\""]) >= 2.0);
     assert!(!metrics.contains("big-model"), "a client-supplied model id became a label");
+    assert_eq!(value(&["lethe_upstream_up", "upstream=\"fake\""]), 1.0, "{metrics}");
     assert!(!server.logs().contains("Venkataraman"), "forgotten text in the logs");
 }

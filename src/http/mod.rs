@@ -29,11 +29,17 @@ pub struct Http {
     service: InferenceService,
     /// The inference token, when set, is the bearer token of `/v1`.
     token: Option<Vec<u8>>,
+    /// Cancelled on SIGTERM: new generations get 503 while those in flight finish.
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Http {
-    pub fn new(service: InferenceService, token: Option<String>) -> Self {
-        Self { service, token: token.map(String::into_bytes) }
+    pub fn new(
+        service: InferenceService,
+        token: Option<String>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        Self { service, token: token.map(String::into_bytes), shutdown }
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Error> {
@@ -68,12 +74,10 @@ pub fn router(http: Arc<Http>) -> Router {
         .with_state(http)
 }
 
-/// Serves the front door on `addr` until `shutdown` is cancelled; in-flight responses finish.
-pub async fn serve(
-    addr: SocketAddr,
-    http: Arc<Http>,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// Serves the front door on `addr` until its shutdown token is cancelled; in-flight
+/// responses finish.
+pub async fn serve(addr: SocketAddr, http: Arc<Http>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let shutdown = http.shutdown.clone();
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -157,6 +161,9 @@ async fn models(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
         let mut data =
             vec![json!({"id": local.info.name, "object": "model", "created": 0, "owned_by": "lethe"})];
         for (id, upstream) in state.upstreams.models() {
+            if id == local.info.name {
+                continue;
+            }
             data.push(json!({"id": id, "object": "model", "created": 0, "owned_by": upstream}));
         }
         json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
@@ -179,6 +186,9 @@ async fn generate(http: Arc<Http>, kind: Kind, headers: HeaderMap, body: Bytes) 
         Kind::Completion => "/v1/completions",
     };
     let result = async {
+        if http.shutdown.is_cancelled() {
+            return Err(Error::Draining);
+        }
         http.authorize(&headers)?;
         let parsed = openai::parse(kind, &body)?;
         let mut request = parsed.request;

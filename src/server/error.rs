@@ -43,6 +43,8 @@ pub enum Error {
     NoRoute(String),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("the server is shutting down; retry on another replica")]
+    Draining,
 }
 
 /// Why an upstream engine did not give a complete, well-formed stream. `upstream` is the
@@ -119,6 +121,7 @@ impl Error {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::BadRequest { .. } => Code::InvalidArgument,
             Error::UnknownModel(_) | Error::NoRoute(_) => Code::NotFound,
+            Error::Draining => Code::Unavailable,
             Error::Upstream(e) => match e {
                 UpstreamError::Rejected { status: 404, .. } => Code::NotFound,
                 UpstreamError::Rejected { .. } => Code::InvalidArgument,
@@ -151,6 +154,7 @@ impl Error {
             Error::Unauthenticated(_) => (401, "authentication_error", Some("invalid_api_key"), None),
             Error::UnknownModel(_) => (404, "invalid_request_error", Some("model_not_found"), None),
             Error::NoRoute(_) => (404, "invalid_request_error", Some("unknown_url"), None),
+            Error::Draining => (503, "server_error", Some("draining"), Some(1)),
             Error::Upstream(e) => match e {
                 UpstreamError::Unreachable(_) => (502, "upstream_error", Some("upstream_unavailable"), None),
                 UpstreamError::Timeout { .. } => (504, "upstream_error", Some("upstream_timeout"), None),
@@ -233,6 +237,7 @@ mod tests {
         assert_eq!(http(Error::UnknownModel("x".into())).status, 404);
         assert_eq!(http(Error::Unauthenticated("a token")).status, 401);
         assert_eq!(http(Error::GuardFailedClosed).status, 500);
+        assert_eq!((http(Error::Draining).status, http(Error::Draining).retry_after), (503, Some(1)));
         let up = |e: UpstreamError| Error::Upstream(e).http().status;
         assert_eq!(up(UpstreamError::Unreachable("u".into())), 502);
         assert_eq!(up(UpstreamError::Timeout { upstream: "u".into(), secs: 1.0 }), 504);

@@ -52,6 +52,7 @@ pub async fn serve(config: Config) -> Result<()> {
         upstreams: crate::upstream::Upstreams::new(&config.upstream)?,
     });
     crate::metrics::model_info(&live.model().info.name, &live.model().info.served_format);
+    state.upstreams.start_probes();
     watch_forget_files(&config, &live)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -116,11 +117,9 @@ pub async fn serve(config: Config) -> Result<()> {
         });
     }
     if let Some(addr) = config.http_listen {
-        let http = Arc::new(crate::http::Http::new(
-            inference::InferenceService::new(state.clone()),
-            inference_token,
-        ));
-        crate::http::serve(addr, http, shutdown.clone()).await?;
+        let service = inference::InferenceService::new(state.clone());
+        let http = Arc::new(crate::http::Http::new(service, inference_token, shutdown.clone()));
+        crate::http::serve(addr, http).await?;
     }
     // ForgetAdmin shares the inference listener unless it has an address of its own.
     let (admin_here, admin_apart) = match config.admin_listen {

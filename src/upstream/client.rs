@@ -168,6 +168,36 @@ async fn exchange(up: &Upstream, req: &GenerateRequest, deltas: &mpsc::Sender<De
     Ok(())
 }
 
+/// `GET {base}/models`: the model ids the engine lists, or `None` when it does not answer
+/// with a list in time (the `lethe_upstream_up` probe).
+pub async fn probe(up: &Upstream) -> Option<Vec<String>> {
+    let limit = Duration::from_secs_f64(up.config.connect_timeout_secs + 10.0);
+    let listed = async {
+        let tcp = tokio::net::TcpStream::connect(up.authority.as_str()).await.ok()?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.ok()?;
+        let _conn = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let mut request = http::Request::get(format!("{}/models", up.base_path))
+            .header(http::header::HOST, up.authority.as_str());
+        if let Some(key) = &up.api_key {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let response = sender.send_request(request.body(Full::new(Bytes::new())).ok()?).await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body =
+            http_body_util::Limited::new(response.into_body(), 1 << 20).collect().await.ok()?.to_bytes();
+        let list: Value = serde_json::from_slice(&body).ok()?;
+        let ids = list.get("data")?.as_array()?.iter().filter_map(|m| m.get("id")?.as_str());
+        // Bounded: the ids are shown on /v1/models, never used as metric labels.
+        Some(ids.take(256).map(|id| crate::server::validate::truncate(id, 256)).collect())
+    };
+    tokio::time::timeout(limit, listed).await.ok().flatten()
+}
+
 /// The upstream route and JSON body for `req`: chat when it has messages, else completions.
 fn request_body(req: &GenerateRequest) -> (&'static str, Value) {
     let mut body = json!({

@@ -26,6 +26,8 @@ pub struct Upstream {
     pub base_path: String,
     /// The key Lethe presents (`authorization: Bearer`), read once at start.
     api_key: Option<String>,
+    /// The model ids its `/v1/models` listed at the last probe.
+    listed: std::sync::RwLock<Vec<String>>,
 }
 
 impl Upstream {
@@ -46,7 +48,7 @@ impl Upstream {
             ),
             None => None,
         };
-        Ok(Self { config, authority, base_path, api_key })
+        Ok(Self { config, authority, base_path, api_key, listed: Default::default() })
     }
 
     pub fn name(&self) -> &str {
@@ -83,15 +85,45 @@ impl Upstreams {
             .or_else(|| self.all.iter().find(|u| u.config.models.is_empty()))
     }
 
-    /// Model ids listed in the configuration (an upstream taking every id lists none).
-    pub fn models(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.all.iter().flat_map(|u| u.config.models.iter().map(move |m| (m.as_str(), u.name())))
+    /// (model id, upstream name) for `/v1/models`: the ids routed to each upstream, and for
+    /// the one taking every other id, what its own `/v1/models` listed at the last probe.
+    pub fn models(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for u in &self.all {
+            let ids = if u.config.models.is_empty() {
+                u.listed.read().map(|l| l.clone()).unwrap_or_default()
+            } else {
+                u.config.models.clone()
+            };
+            out.extend(ids.into_iter().map(|id| (id, u.name().to_string())));
+        }
+        out
+    }
+
+    /// Probes every upstream's `/v1/models` now and every `PROBE_INTERVAL` after:
+    /// `lethe_upstream_up`, and the ids a catch-all upstream serves.
+    pub fn start_probes(&self) {
+        for u in &self.all {
+            let u = u.clone();
+            tokio::spawn(async move {
+                loop {
+                    let listed = client::probe(&u).await;
+                    crate::metrics::upstream_up(u.name(), listed.is_some());
+                    if let (Some(ids), Ok(mut slot)) = (listed, u.listed.write()) {
+                        *slot = ids;
+                    }
+                    tokio::time::sleep(PROBE_INTERVAL).await;
+                }
+            });
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
     }
 }
+
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What the reader of an upstream stream hands the guard thread.
 #[derive(Debug)]
