@@ -52,7 +52,7 @@ pub async fn serve(config: Config) -> Result<()> {
         upstreams: crate::upstream::Upstreams::new(&config.upstream)?,
     });
     crate::metrics::model_info(&live.model().info.name, &live.model().info.served_format);
-    state.upstreams.start_probes();
+    crate::upstream::client::start_probes(&state.upstreams);
     watch_forget_files(&config, &live)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();

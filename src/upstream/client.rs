@@ -168,6 +168,24 @@ async fn exchange(up: &Upstream, req: &GenerateRequest, deltas: &mpsc::Sender<De
     Ok(())
 }
 
+/// Probes every upstream's `/v1/models` now and every 15 s after: `lethe_upstream_up`, and
+/// the ids a catch-all upstream serves (shown on Lethe's `/v1/models`).
+pub fn start_probes(upstreams: &super::Upstreams) {
+    for u in upstreams.all() {
+        let u = u.clone();
+        tokio::spawn(async move {
+            loop {
+                let listed = probe(&u).await;
+                crate::metrics::upstream_up(u.name(), listed.is_some());
+                if let Some(ids) = listed {
+                    u.set_listed(ids);
+                }
+                tokio::time::sleep(Duration::from_secs(15)).await;
+            }
+        });
+    }
+}
+
 /// `GET {base}/models`: the model ids the engine lists, or `None` when it does not answer
 /// with a list in time (the `lethe_upstream_up` probe).
 pub async fn probe(up: &Upstream) -> Option<Vec<String>> {

@@ -55,6 +55,13 @@ impl Upstream {
         &self.config.name
     }
 
+    /// Records the model ids its `/v1/models` listed (`client::start_probes`).
+    pub fn set_listed(&self, ids: Vec<String>) {
+        if let Ok(mut slot) = self.listed.write() {
+            *slot = ids;
+        }
+    }
+
     /// Whether `mask` sets block this upstream's stream (they cannot mask its decoding).
     pub fn masks_block(&self) -> bool {
         self.config.mask_as == MaskAs::Block
@@ -100,30 +107,14 @@ impl Upstreams {
         out
     }
 
-    /// Probes every upstream's `/v1/models` now and every `PROBE_INTERVAL` after:
-    /// `lethe_upstream_up`, and the ids a catch-all upstream serves.
-    pub fn start_probes(&self) {
-        for u in &self.all {
-            let u = u.clone();
-            tokio::spawn(async move {
-                loop {
-                    let listed = client::probe(&u).await;
-                    crate::metrics::upstream_up(u.name(), listed.is_some());
-                    if let (Some(ids), Ok(mut slot)) = (listed, u.listed.write()) {
-                        *slot = ids;
-                    }
-                    tokio::time::sleep(PROBE_INTERVAL).await;
-                }
-            });
-        }
+    pub fn all(&self) -> &[Arc<Upstream>] {
+        &self.all
     }
 
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
     }
 }
-
-const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What the reader of an upstream stream hands the guard thread.
 #[derive(Debug)]
