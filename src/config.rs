@@ -101,6 +101,8 @@ pub struct UpstreamConfig {
     pub max_event_bytes: usize,
     /// `mask` sets cannot mask another engine's decoding: `block` (default) or `monitor`.
     pub mask_as: MaskAs,
+    /// Requests forwarded at once; more get 429 (each holds a guard thread and a connection).
+    pub max_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -123,6 +125,7 @@ impl Default for UpstreamConfig {
             idle_timeout_secs: 60.0,
             max_event_bytes: 1 << 20,
             mask_as: MaskAs::Block,
+            max_in_flight: 64,
         }
     }
 }

@@ -121,14 +121,15 @@ impl InferenceService {
     }
 
     /// Forwards a request to `upstream` and guards its stream on a blocking thread. No
-    /// generation slot is taken: the engine does the generating, and its own queue answers
-    /// 429 when full.
+    /// generation slot is taken (the engine does the generating, and its own queue answers
+    /// 429 when full); the upstream's `max_in_flight` bounds the threads and connections.
     fn forward(
         &self,
         upstream: Arc<Upstream>,
         req: &GenerateRequest,
     ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
         let request_id = validate_forwarded(req, &self.state.config)?;
+        let slot = upstream.slot()?;
         let guard = self.state.live.current();
         tracing::info!(request_id = %request_id, upstream = upstream.name(), "forwarding to upstream");
         let (tx, rx) = mpsc::channel(64);
@@ -168,6 +169,7 @@ impl InferenceService {
                 let failed = Error::Internal("guarding the upstream stream failed on the server".into());
                 let _ = tx.blocking_send(Event::Failed(failed));
             }
+            drop(slot);
         });
         Ok((job, rx))
     }

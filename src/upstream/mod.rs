@@ -28,6 +28,8 @@ pub struct Upstream {
     api_key: Option<String>,
     /// The model ids its `/v1/models` listed at the last probe.
     listed: std::sync::RwLock<Vec<String>>,
+    /// Bounds the requests forwarded at once (`max_in_flight`).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Upstream {
@@ -48,11 +50,23 @@ impl Upstream {
             ),
             None => None,
         };
-        Ok(Self { config, authority, base_path, api_key, listed: Default::default() })
+        let slots = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
+        Ok(Self { config, authority, base_path, api_key, listed: Default::default(), slots })
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// A slot for one forwarded request, held until its stream is guarded to the end; none
+    /// when `max_in_flight` are running (the client gets 429).
+    pub fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            Error::Upstream(crate::server::error::UpstreamError::Busy {
+                upstream: self.name().to_string(),
+                retry_after: Some(1),
+            })
+        })
     }
 
     /// Records the model ids its `/v1/models` listed (`client::start_probes`).
@@ -182,5 +196,17 @@ mod tests {
         assert_eq!(ups.route("m1").unwrap().base_path, "/v1");
         let only = Upstreams::new(&[up("a", &["m1"])]).unwrap();
         assert!(only.route("other").is_none());
+    }
+
+    #[test]
+    fn beyond_max_in_flight_is_429_until_a_slot_frees() {
+        let config =
+            UpstreamConfig { url: "http://127.0.0.1:9/v1".into(), max_in_flight: 1, ..Default::default() };
+        let up = Upstream::new(config).unwrap();
+        let first = up.slot().unwrap();
+        let busy = up.slot().unwrap_err().http();
+        assert_eq!((busy.status, busy.retry_after), (429, Some(1)));
+        drop(first);
+        assert!(up.slot().is_ok());
     }
 }
