@@ -92,6 +92,9 @@ pub async fn serve(addr: SocketAddr, http: Arc<Http>) -> anyhow::Result<tokio::t
     }))
 }
 
+/// Longest wait for the first cleared text before a stream's status goes out anyway.
+const HEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Counts a request when dropped: at the end of the body for streams.
 struct Recorder {
     route: &'static str,
@@ -202,12 +205,20 @@ async fn generate(http: Arc<Http>, kind: Kind, headers: HeaderMap, body: Bytes) 
         };
         let reply = Reply::new(kind, &job.request_id, &model);
         // The status waits for the first cleared text (or the end), so a failure inside the
-        // hold-back still gets a real status instead of an error event after a 200.
-        let first =
-            rx.recv().await.ok_or_else(|| Error::Internal("the generation ended without a result".into()))?;
-        if let Event::Failed(e) = first {
-            return Err(e);
-        }
+        // hold-back still gets a real status instead of an error event after a 200. A stream
+        // waits at most HEAD_WAIT, then starts with keep-alive comments (clients and proxies
+        // drop connections that stay silent).
+        let first = if parsed.stream {
+            tokio::time::timeout(HEAD_WAIT, rx.recv()).await.ok()
+        } else {
+            Some(rx.recv().await)
+        };
+        let first = match first {
+            None => None,
+            Some(None) => return Err(Error::Internal("the generation ended without a result".into())),
+            Some(Some(Event::Failed(e))) => return Err(e),
+            Some(Some(event)) => Some(event),
+        };
         let mut response = if parsed.stream {
             stream(
                 reply,
@@ -242,11 +253,11 @@ async fn generate(http: Arc<Http>, kind: Kind, headers: HeaderMap, body: Bytes) 
 async fn whole(
     reply: Reply,
     request_id: &str,
-    first: Event,
+    first: Option<Event>,
     mut rx: mpsc::Receiver<Event>,
 ) -> Result<Response, Error> {
     let mut text = String::new();
-    let mut event = Some(first);
+    let mut event = first;
     loop {
         let next = match event.take() {
             Some(e) => Some(e),
@@ -271,7 +282,7 @@ fn stream(
     reply: Reply,
     request_id: String,
     include_usage: bool,
-    first: Event,
+    first: Option<Event>,
     mut rx: mpsc::Receiver<Event>,
     recorder: Recorder,
 ) -> Response {
@@ -284,7 +295,7 @@ fn stream(
         if reply.kind == Kind::Chat {
             queue.push(data(reply.role_chunk()));
         }
-        let mut event = Some(first);
+        let mut event = first;
         loop {
             let next = match event.take() {
                 Some(e) => Some(e),
