@@ -145,8 +145,9 @@ async fn exchange(up: &Upstream, req: &GenerateRequest, deltas: &mpsc::Sender<De
                 }
                 Parsed::Malformed => return Err(broke("malformed")),
                 Parsed::Error(message) => {
-                    // Logged for the operator, cut short; the client gets a fixed message.
-                    tracing::warn!(upstream = %name, message = %crate::server::validate::truncate(&message, 200), "upstream error event");
+                    // Its text is not logged: an engine's message (a traceback) may quote the
+                    // text it generated. The client gets a fixed message too.
+                    tracing::warn!(upstream = %name, message_chars = message.chars().count(), "upstream error event");
                     return Err(broke("error_event"));
                 }
                 Parsed::Chunk { text, usage, finish: f } => {
