@@ -253,6 +253,13 @@ async fn fake_engine(listener: tokio::net::TcpListener, seen: tokio::sync::mpsc:
                     ok.into(),
                     vec![format!("data: {}\n\n", chat_chunk("Partial answer ")), "data: {\"error\":\"engine fell over\"}\n\n".into()],
                 ),
+                "latebreak" => {
+                    let words = "Tomatoes need sun and water and a little patience, and good soil helps them grow tall and sweet every single summer";
+                    let mut events: Vec<String> =
+                        words.split_inclusive(' ').map(|w| format!("data: {}\n\n", chat_chunk(w))).collect();
+                    events.push("data: {\"error\":{\"message\":\"engine fell over\",\"code\":500}}\n\n".into());
+                    (ok.into(), events)
+                }
                 "earlydone" => (ok.into(), vec![format!("data: {}\n\n", chat_chunk("Cut short ")), "data: [DONE]\n\n".into()]),
                 "busy" => ("HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into(), vec![]),
                 "badkey" => ("HTTP/1.1 401 Unauthorized\r\ncontent-length: 31\r\nconnection: close\r\n\r\n{\"detail\":\"Invalid API key\"}   ".into(), vec![]),
@@ -429,6 +436,23 @@ async fn upstream_mode_guards_a_scripted_engine() {
         }
         seen.recv().await.unwrap();
     }
+    // A failure after cleared text was sent: an error event, then [DONE]; what the guard still
+    // held back is not delivered.
+    let late = ask("latebreak", true).await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    let events = late.events();
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let error: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(error["error"]["code"], "upstream_truncated", "{events:?}");
+    assert!(!late.body.contains("fell over"), "the engine's message reached the client");
+    let text: String = events[..events.len() - 2]
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+        .collect();
+    assert!(text.starts_with("Tomatoes need sun") && !text.contains("summer"), "{text:?}");
+    seen.recv().await.unwrap();
+
     let rejected = ask("other", false).await;
     assert_eq!(rejected.status, 422, "{}", rejected.body);
     assert!(rejected.json()["error"]["message"].as_str().unwrap().contains("messages invalid"));
@@ -474,7 +498,7 @@ async fn upstream_mode_guards_a_scripted_engine() {
     );
     assert_eq!(
         value(&["lethe_upstream_requests_total", "upstream=\"fake\"", "result=\"2xx\""]),
-        7.0,
+        8.0,
         "{metrics}"
     );
     assert_eq!(
@@ -484,7 +508,7 @@ async fn upstream_mode_guards_a_scripted_engine() {
     );
     assert_eq!(
         value(&["lethe_upstream_stream_errors_total", "upstream=\"fake\"", "kind=\"error_event\""]),
-        1.0
+        2.0
     );
     assert_eq!(
         value(&["lethe_upstream_stream_errors_total", "upstream=\"fake\"", "kind=\"truncated\""]),
