@@ -14,7 +14,7 @@ run: models
 # The tests that depend on what the real model says run a second time on candle's AVX2 kernels
 # (MISTRALRS_FORCE_AVX2=1 is candle's switch; a no-op on an AVX2-only host): greedy tokens differ
 # between an AVX-512 VNNI host and an AVX2 one, and the suite must hold on both.
-MODEL_TESTS := --test serve_smollm2 --test guard_smollm2 --test prometheus --test python_client
+MODEL_TESTS := --test serve_smollm2 --test guard_smollm2 --test prometheus --test python_client --test openai_smollm2 --test openai_python
 test: models pydeps sysdeps
 	LETHE_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --locked
 	MISTRALRS_FORCE_AVX2=1 LETHE_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --locked $(MODEL_TESTS)

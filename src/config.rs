@@ -74,6 +74,60 @@ pub struct Config {
     /// PEM CA of client certificates (mTLS): a client presenting a certificate it signed may
     /// call ForgetAdmin without a token. Clients without a certificate are still accepted.
     pub tls_client_ca_file: Option<PathBuf>,
+    /// OpenAI-compatible HTTP listen address (`/v1/...`, `/health`). Unset: no HTTP front door.
+    pub http_listen: Option<SocketAddr>,
+    /// OpenAI-compatible engines whose streams Lethe guards (`[[upstream]]` tables).
+    pub upstream: Vec<UpstreamConfig>,
+}
+
+/// One upstream engine (vLLM, TGI, llama.cpp, another Lethe) speaking the OpenAI HTTP API.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The `upstream` metric label and the name in logs.
+    pub name: String,
+    /// Base URL of its OpenAI API, as an OpenAI client's base_url: `http://host:8000/v1`.
+    pub url: String,
+    /// Model ids routed to it. Empty: every model id the server does not serve itself.
+    pub models: Vec<String>,
+    /// File holding the key Lethe presents to it (`authorization: Bearer`).
+    pub api_key_file: Option<PathBuf>,
+    pub connect_timeout_secs: f64,
+    /// From sending the request to the response head.
+    pub first_byte_timeout_secs: f64,
+    /// Longest silence inside a stream (keep-alive comments count as traffic).
+    pub idle_timeout_secs: f64,
+    /// Largest server-sent event accepted; a bigger one ends the stream (fail closed).
+    pub max_event_bytes: usize,
+    /// `mask` sets cannot mask another engine's decoding: `block` (default) or `monitor`.
+    pub mask_as: MaskAs,
+    /// Requests forwarded at once; more get 429 (each holds a guard thread and a connection).
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskAs {
+    #[default]
+    Block,
+    Monitor,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            name: "upstream".into(),
+            url: String::new(),
+            models: Vec::new(),
+            api_key_file: None,
+            connect_timeout_secs: 5.0,
+            first_byte_timeout_secs: 120.0,
+            idle_timeout_secs: 60.0,
+            max_event_bytes: 1 << 20,
+            mask_as: MaskAs::Block,
+            max_in_flight: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -115,6 +169,8 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            http_listen: None,
+            upstream: Vec::new(),
         }
     }
 }
@@ -219,6 +275,13 @@ pub struct ServeArgs {
     /// PEM CA whose client certificates authenticate admin calls (mTLS).
     #[arg(long, env = "LETHE_TLS_CLIENT_CA_FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// OpenAI-compatible HTTP front door (/v1) listen address [default: none].
+    #[arg(long, env = "LETHE_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Base URL (…/v1) of an OpenAI-compatible engine to guard; it gets every model id not
+    /// served here. Several engines: `[[upstream]]` tables in the config file.
+    #[arg(long, env = "LETHE_UPSTREAM")]
+    pub upstream: Option<String>,
 }
 
 impl Config {
@@ -293,6 +356,12 @@ impl Config {
         if args.no_semantic || cfg.guard.embedder.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             cfg.guard.embedder = None;
         }
+        if let Some(addr) = args.http_listen {
+            cfg.http_listen = Some(addr);
+        }
+        if let Some(url) = &args.upstream {
+            cfg.upstream.push(UpstreamConfig { url: url.clone(), ..Default::default() });
+        }
         if let Some(n) = args.hold_back_words {
             cfg.guard.hold_back_words = n;
         }
@@ -347,6 +416,36 @@ impl Config {
             self.forget_store == StoreMode::Text || self.data_dir.is_some(),
             "forget_store = \"fingerprints\" needs a data_dir for the store"
         );
+        let mut names = std::collections::BTreeSet::new();
+        for u in &self.upstream {
+            anyhow::ensure!(names.insert(u.name.as_str()), "two [[upstream]] tables are named {:?}", u.name);
+            anyhow::ensure!(
+                !u.name.is_empty() && u.name.len() <= 64 && u.name != "local",
+                "an [[upstream]] name must be 1 to 64 characters and not \"local\""
+            );
+            anyhow::ensure!(
+                u.url.starts_with("http://"),
+                "upstream {:?}: url must be an http:// base URL such as http://host:8000/v1 (TLS to upstreams is not built in: use a local sidecar or a plaintext cluster address)",
+                u.name
+            );
+            u.url.parse::<http::Uri>().with_context(|| format!("upstream {:?}: url {:?}", u.name, u.url))?;
+            for (what, secs) in [
+                ("connect_timeout_secs", u.connect_timeout_secs),
+                ("first_byte_timeout_secs", u.first_byte_timeout_secs),
+                ("idle_timeout_secs", u.idle_timeout_secs),
+            ] {
+                anyhow::ensure!(secs.is_finite() && secs > 0.0, "upstream {:?}: {what} must be > 0", u.name);
+            }
+            anyhow::ensure!(
+                u.max_event_bytes >= 1024,
+                "upstream {:?}: max_event_bytes must be >= 1024",
+                u.name
+            );
+        }
+        anyhow::ensure!(
+            self.upstream.iter().filter(|u| u.models.is_empty()).count() <= 1,
+            "at most one [[upstream]] may leave `models` empty (it gets every other model id)"
+        );
         self.guard.validate()
     }
 }
@@ -381,6 +480,32 @@ mod tests {
 
         let args = ServeArgs { default_temperature: Some(f32::NAN), ..Default::default() };
         assert!(Config::load(&args).is_err());
+    }
+
+    #[test]
+    fn upstream_tables_and_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lethe.toml");
+        std::fs::write(
+            &path,
+            "http_listen = \"127.0.0.1:8080\"\n[[upstream]]\nname = \"vllm\"\nurl = \"http://10.0.0.1:8000/v1\"\nmodels = [\"llama\"]\nmask_as = \"monitor\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            upstream: Some("http://127.0.0.1:9/v1".into()),
+            ..Default::default()
+        };
+        let cfg = Config::load(&args).unwrap();
+        assert_eq!(cfg.http_listen.unwrap().port(), 8080);
+        assert_eq!(cfg.upstream.len(), 2);
+        assert_eq!((cfg.upstream[0].name.as_str(), cfg.upstream[0].mask_as), ("vllm", MaskAs::Monitor));
+        assert_eq!(cfg.upstream[1].name, "upstream");
+        assert_eq!(cfg.upstream[1].first_byte_timeout_secs, 120.0);
+
+        std::fs::write(&path, "[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\n").unwrap();
+        let err = Config::load(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(format!("{err:#}").contains("http://"), "{err:#}");
     }
 
     #[test]

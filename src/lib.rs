@@ -5,11 +5,13 @@ pub mod config;
 pub mod eval;
 pub mod forget;
 pub mod guard;
+pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod unlearn;
+pub mod upstream;
 
 /// Generated gRPC types and services of `lethe.v1`.
 pub mod proto {

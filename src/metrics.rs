@@ -39,6 +39,13 @@ pub const CONNECTIONS_OPEN: &str = "lethe_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "lethe_connections_refused_total";
 pub const STORE_WRITE_FAILURES: &str = "lethe_store_write_failures_total";
 pub const STORE_ROLLBACKS_ACCEPTED: &str = "lethe_store_rollbacks_accepted_total";
+pub const HTTP_REQUESTS: &str = "lethe_http_requests_total";
+pub const HTTP_REQUEST_DURATION: &str = "lethe_http_request_duration_seconds";
+pub const UPSTREAM_REQUESTS: &str = "lethe_upstream_requests_total";
+pub const UPSTREAM_FIRST_BYTE: &str = "lethe_upstream_first_byte_seconds";
+pub const UPSTREAM_STREAM_ERRORS: &str = "lethe_upstream_stream_errors_total";
+pub const UPSTREAM_IN_FLIGHT: &str = "lethe_upstream_in_flight";
+pub const UPSTREAM_UP: &str = "lethe_upstream_up";
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -53,8 +60,8 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         .with_context(|| format!("starting the metrics endpoint on {listen}"))?;
     describe_counter!(REQUESTS, "Finished RPCs by method and gRPC status code.");
     // Outcome counters exist at 0 from the start, so rates and increases see the first event.
-    for outcome in ["clean", "suppressed", "blocked", "leaked"] {
-        counter!(GENERATIONS, "outcome" => outcome).increment(0);
+    for outcome in OUTCOMES {
+        counter!(GENERATIONS, "upstream" => "local", "outcome" => outcome).increment(0);
     }
     counter!(GUARD_ERRORS).increment(0);
     counter!(STORE_WRITE_FAILURES).increment(0);
@@ -63,6 +70,30 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         counter!(RELOADS, "result" => result).increment(0);
     }
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "End-to-end RPC latency by method.");
+    describe_counter!(HTTP_REQUESTS, "Finished HTTP (/v1) requests by route and HTTP status.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP (/v1) latency by route, to the end of the body (the whole stream)."
+    );
+    describe_counter!(
+        UPSTREAM_REQUESTS,
+        "Requests forwarded to upstream engines by upstream and result: 2xx, 4xx, 5xx, connect_error, timeout."
+    );
+    describe_histogram!(
+        UPSTREAM_FIRST_BYTE,
+        Unit::Seconds,
+        "Time from sending a request to an upstream to its response head."
+    );
+    describe_counter!(
+        UPSTREAM_STREAM_ERRORS,
+        "Upstream streams that broke after they began, by kind: truncated, error_event, malformed, too_large, idle_timeout."
+    );
+    describe_gauge!(UPSTREAM_IN_FLIGHT, "Requests to each upstream engine in flight.");
+    describe_gauge!(
+        UPSTREAM_UP,
+        "1 when the upstream's /v1/models answered the last probe (every 15 s), else 0."
+    );
     describe_gauge!(REQUESTS_RUNNING, "Generations running now.");
     describe_gauge!(REQUESTS_QUEUED, "Requests waiting for a generation slot.");
     describe_histogram!(QUEUE_TIME, Unit::Seconds, "Time a request waited for a generation slot.");
@@ -204,14 +235,70 @@ pub fn request_cancelled() {
     counter!(CANCELLED).increment(1);
 }
 
-/// A finished generation by outcome: clean, suppressed, blocked or leaked.
-pub fn generation_outcome(outcome: &'static str) {
-    counter!(GENERATIONS, "outcome" => outcome).increment(1);
+pub const OUTCOMES: [&str; 4] = ["clean", "suppressed", "blocked", "leaked"];
+
+/// A finished generation by source (`local` or a configured upstream name, never a
+/// client-supplied string) and outcome: clean, suppressed, blocked or leaked.
+pub fn generation_outcome(upstream: &str, outcome: &'static str) {
+    counter!(GENERATIONS, "upstream" => upstream.to_string(), "outcome" => outcome).increment(1);
 }
 
-pub fn guard_match(set: &str, layer: &'static str, action: &'static str) {
-    counter!(GUARD_MATCHES, "forget_set" => set.to_string(), "layer" => layer, "action" => action)
-        .increment(1);
+pub fn guard_match(upstream: &str, set: &str, layer: &'static str, action: &'static str) {
+    counter!(
+        GUARD_MATCHES,
+        "upstream" => upstream.to_string(),
+        "forget_set" => set.to_string(),
+        "layer" => layer,
+        "action" => action
+    )
+    .increment(1);
+}
+
+/// A finished HTTP request: `route` is the matched route (a fixed string), `status` its code.
+pub fn http_request(route: &'static str, status: u16, elapsed: Duration) {
+    counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+    histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
+}
+
+/// An upstream's series exist at 0 from the start (its name comes from the config).
+pub fn upstream_configured(upstream: &str) {
+    for outcome in OUTCOMES {
+        counter!(GENERATIONS, "upstream" => upstream.to_string(), "outcome" => outcome).increment(0);
+    }
+    for result in ["2xx", "4xx", "5xx", "connect_error", "timeout"] {
+        counter!(UPSTREAM_REQUESTS, "upstream" => upstream.to_string(), "result" => result).increment(0);
+    }
+    gauge!(UPSTREAM_IN_FLIGHT, "upstream" => upstream.to_string()).set(0.0);
+}
+
+/// A request to an upstream got its answer head (`result` 2xx/4xx/5xx) or none
+/// (`connect_error`, `timeout`).
+pub fn upstream_request(upstream: &str, result: &'static str) {
+    counter!(UPSTREAM_REQUESTS, "upstream" => upstream.to_string(), "result" => result).increment(1);
+}
+
+pub fn upstream_up(upstream: &str, up: bool) {
+    gauge!(UPSTREAM_UP, "upstream" => upstream.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn upstream_first_byte(upstream: &str, d: Duration) {
+    histogram!(UPSTREAM_FIRST_BYTE, "upstream" => upstream.to_string()).record(d.as_secs_f64());
+}
+
+pub fn upstream_stream_error(upstream: &str, kind: &'static str) {
+    counter!(UPSTREAM_STREAM_ERRORS, "upstream" => upstream.to_string(), "kind" => kind).increment(1);
+}
+
+/// Counts a request in flight to `upstream` until the returned value is dropped.
+pub fn upstream_in_flight(upstream: &str) -> impl Drop {
+    struct InFlight(String);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            gauge!(UPSTREAM_IN_FLIGHT, "upstream" => std::mem::take(&mut self.0)).decrement(1.0);
+        }
+    }
+    gauge!(UPSTREAM_IN_FLIGHT, "upstream" => upstream.to_string()).increment(1.0);
+    InFlight(upstream.to_string())
 }
 
 pub fn guard_step(d: Duration) {
@@ -260,8 +347,8 @@ pub fn guard_layer(layer: &'static str, d: Duration) {
     histogram!(GUARD_LAYER, "layer" => layer).record(d.as_secs_f64());
 }
 
-pub fn holdback(d: Duration) {
-    histogram!(HOLDBACK).record(d.as_secs_f64());
+pub fn holdback(upstream: &str, d: Duration) {
+    histogram!(HOLDBACK, "upstream" => upstream.to_string()).record(d.as_secs_f64());
 }
 
 pub fn audited() {

@@ -51,6 +51,8 @@ pub struct StreamGuard {
     /// Matches of `mask` and `monitor` sets (delivered, reported).
     findings: Vec<Finding>,
     blocked: Option<Finding>,
+    /// `mask` sets block this stream: its source cannot mask (an upstream engine).
+    masks_block: bool,
 }
 
 impl StreamGuard {
@@ -72,7 +74,15 @@ impl StreamGuard {
             given: HashSet::new(),
             findings: Vec::new(),
             blocked: None,
+            masks_block: false,
         }
+    }
+
+    /// Matches of `mask` sets block this stream (`yes`), as a source without decode-time
+    /// masking needs: an upstream engine's text was never masked.
+    pub fn masks_block(mut self, yes: bool) -> Self {
+        self.masks_block = yes;
+        self
     }
 
     /// This stream answering a prompt with `scope` ([`Guard::scope`]).
@@ -277,6 +287,11 @@ impl StreamGuard {
 
     fn on_finding(&mut self, f: Finding) {
         match self.guard.policy(f.entry).action {
+            Action::Mask if self.masks_block => {
+                if self.blocked.is_none() {
+                    self.blocked = Some(f);
+                }
+            }
             Action::Block => {
                 if self.blocked.is_none() {
                     self.blocked = Some(f);

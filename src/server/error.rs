@@ -1,7 +1,9 @@
-//! Every way an RPC can fail, typed, and the one mapping from those errors to gRPC statuses.
-//! Handlers return [`Error`]; tonic gets a `Status` only here, so a code is chosen once per
-//! kind of failure and the `code` metric label follows from it. Messages say what to change
-//! and never hold forgotten text.
+//! Every way a request can fail, typed, and the one mapping from those errors to gRPC statuses
+//! and to HTTP statuses with OpenAI-shaped bodies (the `/v1` front door). Handlers return
+//! [`Error`]; tonic gets a `Status` and HTTP a status code only here, so a code is chosen once
+//! per kind of failure and the metric labels follow from it. Messages say what to change and
+//! never hold forgotten text (an upstream's messages are cut short and only passed on for
+//! errors about the request).
 use super::validate::ValidationError;
 use crate::live::ChangeError;
 use tonic::{Code, Status};
@@ -32,6 +34,64 @@ pub enum Error {
     /// A server-side fault with nothing the client can change (a task aborted, ...).
     #[error("{0}")]
     Internal(String),
+    /// A request field the HTTP front door cannot honour or parse; `param` names it.
+    #[error("{message}")]
+    BadRequest { param: Option<String>, message: String },
+    #[error("the model {0:?} is not served here (GET /v1/models lists the models)")]
+    UnknownModel(String),
+    #[error("no route {0:?}: the API is /v1/chat/completions, /v1/completions, /v1/models and /health")]
+    NoRoute(String),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("the server is shutting down; retry on another replica")]
+    Draining,
+}
+
+/// Why an upstream engine did not give a complete, well-formed stream. `upstream` is the
+/// configured name, never a client-supplied string.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream {0} cannot be reached")]
+    Unreachable(String),
+    #[error("upstream {upstream} did not answer within {secs} s")]
+    Timeout { upstream: String, secs: f64 },
+    /// The upstream refused the request itself (4xx other than 401/403/429): the client's to fix.
+    #[error("upstream {upstream} rejected the request: {message}")]
+    Rejected { upstream: String, status: u16, message: String },
+    #[error("upstream {0} refused this server's credentials (its api_key_file)")]
+    Auth(String),
+    #[error("upstream {upstream} is busy; retry later")]
+    Busy { upstream: String, retry_after: Option<u64> },
+    #[error("upstream {upstream} failed with HTTP {status}")]
+    Failed { upstream: String, status: u16 },
+    /// The stream broke after it began: `kind` is one of `truncated`, `error_event`,
+    /// `malformed`, `too_large`, `idle_timeout`.
+    #[error("the stream from upstream {upstream} broke ({kind}); the text held back was not delivered")]
+    Stream { upstream: String, kind: &'static str },
+}
+
+/// An error as the HTTP front door answers it: status, OpenAI `type`, `code`, `param`, and
+/// the seconds a client should wait before retrying.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpError {
+    pub status: u16,
+    pub kind: &'static str,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub retry_after: Option<u64>,
+    pub message: String,
+}
+
+impl HttpError {
+    /// The body: `{"error": {"message", "type", "param", "code"}}`, as OpenAI clients parse it.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }})
+    }
 }
 
 /// Why `ReloadModel` did not swap a model in.
@@ -59,8 +119,87 @@ impl Error {
             Error::Change(ChangeError::Failed(_)) => Code::Internal,
             Error::Reload(_) => Code::InvalidArgument,
             Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::BadRequest { .. } => Code::InvalidArgument,
+            Error::UnknownModel(_) | Error::NoRoute(_) => Code::NotFound,
+            Error::Draining => Code::Unavailable,
+            Error::Upstream(e) => match e {
+                UpstreamError::Rejected { status: 404, .. } => Code::NotFound,
+                UpstreamError::Rejected { .. } => Code::InvalidArgument,
+                UpstreamError::Busy { .. } => Code::ResourceExhausted,
+                UpstreamError::Timeout { .. } | UpstreamError::Stream { kind: "idle_timeout", .. } => {
+                    Code::DeadlineExceeded
+                }
+                _ => Code::Unavailable,
+            },
         }
     }
+
+    /// The HTTP form of this error (front door `/v1`).
+    pub fn http(&self) -> HttpError {
+        let (status, kind, code, retry_after) = match self {
+            Error::Invalid(ValidationError::Unencodable(_)) => (500, "server_error", None, None),
+            Error::Invalid(_) | Error::BadRequest { .. } => (400, "invalid_request_error", None, None),
+            Error::QueueFull { .. } => (429, "rate_limit_error", Some("queue_full"), Some(1)),
+            Error::DeadlineExceeded(_) => (504, "timeout_error", Some("deadline_exceeded"), None),
+            Error::Cancelled => (499, "cancelled", None, None),
+            Error::GuardFailedClosed | Error::CheckFailed => {
+                (500, "server_error", Some("guard_failed"), None)
+            }
+            Error::Model | Error::Internal(_) => (500, "server_error", None, None),
+            Error::Change(ChangeError::Invalid(_)) | Error::Reload(_) => {
+                (400, "invalid_request_error", None, None)
+            }
+            Error::Change(ChangeError::FileManaged(_)) => (409, "invalid_request_error", None, None),
+            Error::Change(ChangeError::Failed(_)) => (500, "server_error", None, None),
+            Error::Unauthenticated(_) => (401, "authentication_error", Some("invalid_api_key"), None),
+            Error::UnknownModel(_) => (404, "invalid_request_error", Some("model_not_found"), None),
+            Error::NoRoute(_) => (404, "invalid_request_error", Some("unknown_url"), None),
+            Error::Draining => (503, "server_error", Some("draining"), Some(1)),
+            Error::Upstream(e) => match e {
+                UpstreamError::Unreachable(_) => (502, "upstream_error", Some("upstream_unavailable"), None),
+                UpstreamError::Timeout { .. } => (504, "upstream_error", Some("upstream_timeout"), None),
+                UpstreamError::Rejected { status, .. } => (*status, "invalid_request_error", None, None),
+                UpstreamError::Auth(_) => (502, "upstream_error", Some("upstream_auth_failed"), None),
+                UpstreamError::Busy { retry_after, .. } => {
+                    (429, "rate_limit_error", Some("upstream_busy"), Some(retry_after.unwrap_or(1)))
+                }
+                UpstreamError::Failed { .. } => (502, "upstream_error", Some("upstream_error"), None),
+                UpstreamError::Stream { kind: "idle_timeout", .. } => {
+                    (504, "upstream_error", Some("upstream_timeout"), None)
+                }
+                UpstreamError::Stream { .. } => (502, "upstream_error", Some("upstream_truncated"), None),
+            },
+        };
+        let param = match self {
+            Error::BadRequest { param, .. } => param.clone(),
+            Error::Invalid(v) => validation_param(v).map(String::from),
+            Error::UnknownModel(_) => Some("model".into()),
+            _ => None,
+        };
+        HttpError {
+            status,
+            kind,
+            code: code.map(String::from),
+            param,
+            retry_after,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// The OpenAI request field a validation error is about.
+fn validation_param(v: &ValidationError) -> Option<&'static str> {
+    use ValidationError as V;
+    Some(match v {
+        V::NoPrompt | V::PromptAndMessages => "messages",
+        V::WhitespacePrompt | V::PromptTooLong { .. } | V::PromptTooLarge { .. } => "prompt",
+        V::UnknownRole { .. } | V::EmptyMessage(_) | V::Template(_) | V::TooManyMessages { .. } => "messages",
+        V::MaxNewTokens { .. } | V::MinNewTokens { .. } | V::IgnoreEosAndMinNewTokens => "max_tokens",
+        V::Temperature(_) => "temperature",
+        V::TopP(_) => "top_p",
+        V::TooManyStops { .. } | V::EmptyStop => "stop",
+        _ => return None,
+    })
 }
 
 impl From<Error> for Status {
@@ -91,6 +230,26 @@ mod tests {
             assert_eq!(status.code(), code, "{message}");
             assert_eq!(status.message(), message);
         }
+        let http = |e: Error| e.http();
+        assert_eq!(http(Error::QueueFull { running: 2, queued: 16 }).retry_after, Some(1));
+        let bad = http(Error::Invalid(ValidationError::TopP(2.0)));
+        assert_eq!((bad.status, bad.param.as_deref()), (400, Some("top_p")));
+        assert_eq!(http(Error::UnknownModel("x".into())).status, 404);
+        assert_eq!(http(Error::Unauthenticated("a token")).status, 401);
+        assert_eq!(http(Error::GuardFailedClosed).status, 500);
+        assert_eq!((http(Error::Draining).status, http(Error::Draining).retry_after), (503, Some(1)));
+        let up = |e: UpstreamError| Error::Upstream(e).http().status;
+        assert_eq!(up(UpstreamError::Unreachable("u".into())), 502);
+        assert_eq!(up(UpstreamError::Timeout { upstream: "u".into(), secs: 1.0 }), 504);
+        assert_eq!(up(UpstreamError::Auth("u".into())), 502);
+        assert_eq!(
+            up(UpstreamError::Rejected { upstream: "u".into(), status: 422, message: "m".into() }),
+            422
+        );
+        assert_eq!(up(UpstreamError::Busy { upstream: "u".into(), retry_after: Some(3) }), 429);
+        let body = http(Error::UnknownModel("gpt".into())).body();
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert_eq!(body["error"]["param"], "model");
         let busy = Status::from(Error::QueueFull { running: 2, queued: 16 });
         assert_eq!(
             busy.message(),

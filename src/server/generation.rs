@@ -1,5 +1,6 @@
-//! The generation loop of one request, run on a blocking thread: decode steps, stop strings,
-//! cancellation and deadline, and the events sent back to the RPC handler. What the finished
+//! The generation loop of one request, run on a blocking thread: a text source (the served
+//! model's decode steps, or an upstream engine's stream), stop strings, the stream guard,
+//! cancellation and deadline, and the events sent back to the handler. What the finished
 //! generation amounts to (verdict, outcome, leaks) is `outcome::account`.
 use super::error::Error;
 use super::outcome::account;
@@ -30,11 +31,94 @@ pub struct Summary {
     pub matches: Vec<Match>,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// False when the source did not report token counts (an upstream without usage):
+    /// the counts above are then 0 and must not be shown as real.
+    pub usage_known: bool,
 }
 
-/// Runs `job` to the end, sending events to `tx`: decode steps with decode-time masking, stop
-/// strings, then the stream guard, which releases only cleared text. Stops within one decode
-/// step once the receiver is gone (client cancelled or disconnected) or the deadline passed.
+/// One step of a text source.
+pub enum Piece {
+    /// New text; `masked` when decode-time masking changed it.
+    Text { text: String, masked: bool },
+    /// The source ended by itself.
+    End(FinishReason),
+    /// The source failed; what the guard still held is not delivered.
+    Failed(Error),
+}
+
+/// Where a generation's text comes from: the served model, or an upstream engine's stream
+/// (`upstream/`). Stop strings, the stream guard and the accounting are the same for both.
+pub trait Source {
+    /// The next piece; `guard` gives decode-time masking to a source that can use it.
+    fn next(&mut self, guard: &Guard) -> Piece;
+    /// Text the source still held when it ended (a partial character of the model).
+    fn flush(&mut self) -> String {
+        String::new()
+    }
+    /// (prompt, completion) tokens, when the source knows them.
+    fn usage(&self) -> Option<(u32, u32)>;
+    /// The `upstream` metric label: `local`, or an upstream's configured name.
+    fn label(&self) -> &str;
+}
+
+/// The served model as a [`Source`]: decode steps with decode-time masking, up to the job's
+/// `max_new_tokens` and the deadline.
+struct Local<'a> {
+    generator: Generator<'a>,
+    max_new_tokens: usize,
+    prompt_tokens: usize,
+    deadline: Option<Instant>,
+    started: Instant,
+    last_token_at: Option<Instant>,
+    request_id: &'a str,
+}
+
+impl Source for Local<'_> {
+    fn next(&mut self, guard: &Guard) -> Piece {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Piece::Failed(Error::DeadlineExceeded(format!(
+                "after {} generated tokens",
+                self.generator.generated().len()
+            )));
+        }
+        if self.generator.generated().len() >= self.max_new_tokens {
+            return Piece::End(FinishReason::Length);
+        }
+        let step = match self.generator.step(|context| guard.forbidden(context).to_vec()) {
+            Ok(step) => step,
+            Err(e) => {
+                tracing::error!(request_id = %self.request_id, error = %format!("{e:#}"), "generation failed");
+                return Piece::Failed(Error::Model);
+            }
+        };
+        let now = Instant::now();
+        match self.last_token_at.replace(now) {
+            None => crate::metrics::time_to_first_token(now - self.started),
+            Some(prev) => crate::metrics::inter_token_latency(now - prev),
+        }
+        match step {
+            Step::Eos => Piece::End(FinishReason::Eos),
+            Step::Token { text, masked, .. } => Piece::Text { text, masked },
+        }
+    }
+
+    fn flush(&mut self) -> String {
+        self.generator.flush().unwrap_or_default()
+    }
+
+    fn usage(&self) -> Option<(u32, u32)> {
+        Some((self.prompt_tokens as u32, self.generator.generated().len() as u32))
+    }
+
+    fn label(&self) -> &str {
+        "local"
+    }
+}
+
+/// Runs `job` on the served model to the end, sending events to `tx`: decode steps with
+/// decode-time masking, stop strings, then the stream guard, which releases only cleared
+/// text. Stops within one decode step once the receiver is gone (client cancelled or
+/// disconnected) or the deadline passed.
 pub fn run(
     model: &Model,
     guard: &Arc<Guard>,
@@ -44,13 +128,36 @@ pub fn run(
     tx: &mpsc::Sender<Event>,
     scope: crate::guard::facts::Scope,
 ) {
-    let started = Instant::now();
+    let mut source = Local {
+        generator: Generator::new(model, job.prompt_ids.clone(), &job.sampling)
+            .with_min_new_tokens(job.min_new_tokens),
+        max_new_tokens: job.max_new_tokens,
+        prompt_tokens: job.prompt_ids.len(),
+        deadline,
+        started: Instant::now(),
+        last_token_at: None,
+        request_id: &job.request_id,
+    };
+    let stream = StreamGuard::new(guard.clone()).with_scope(scope.clone());
+    drive(&mut source, stream, scope, guard, audit, &job.request_id, &job.stop, tx);
+}
+
+/// Drives `source` to its end through stop strings and the stream guard `stream`, sending
+/// the cleared text, then the summary (or the failure), to `tx`. Returns early, without a
+/// summary, once the receiver is gone.
+pub fn drive(
+    source: &mut dyn Source,
+    mut stream: StreamGuard,
+    scope: crate::guard::facts::Scope,
+    guard: &Arc<Guard>,
+    audit: &Auditor,
+    request_id: &str,
+    stops: &[String],
+    tx: &mpsc::Sender<Event>,
+) {
     let send = |ev: Event| tx.blocking_send(ev).is_ok();
-    let mut generator =
-        Generator::new(model, job.prompt_ids.clone(), &job.sampling).with_min_new_tokens(job.min_new_tokens);
-    let mut stop = StopFilter::new(&job.stop);
-    let mut stream = StreamGuard::new(guard.clone()).with_scope(scope.clone());
-    let mut last_token_at = None;
+    let label = source.label().to_string();
+    let mut stop = StopFilter::new(stops);
     let mut suppressed = false;
     // When each piece of text was generated, to measure the delay the hold-back adds.
     let pending = std::cell::RefCell::new(std::collections::VecDeque::<(usize, Instant)>::new());
@@ -77,7 +184,7 @@ pub fn run(
         let mut pending = pending.borrow_mut();
         while pending.front().is_some_and(|(end, _)| *end <= stream.released()) {
             let (_, generated_at) = pending.pop_front().expect("checked");
-            crate::metrics::holdback(now - generated_at);
+            crate::metrics::holdback(&label, now - generated_at);
         }
         match release {
             Ok(Release::Text(cleared)) => {
@@ -89,7 +196,7 @@ pub fn run(
             Ok(Release::Blocked(f)) => Ok(Some(f)),
             Err(e) => {
                 crate::metrics::guard_error();
-                tracing::error!(request_id = %job.request_id, error = %format!("{e:#}"), "guard error");
+                tracing::error!(request_id, error = %format!("{e:#}"), "guard error");
                 if guard.fails_closed() {
                     Err(Error::GuardFailedClosed)
                 } else {
@@ -104,32 +211,13 @@ pub fn run(
             crate::metrics::request_cancelled();
             return;
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            send(Event::Failed(Error::DeadlineExceeded(format!(
-                "after {} generated tokens",
-                generator.generated().len()
-            ))));
-            return;
-        }
-        if generator.generated().len() >= job.max_new_tokens {
-            break FinishReason::Length;
-        }
-        let step = match generator.step(|context| guard.forbidden(context).to_vec()) {
-            Ok(step) => step,
-            Err(e) => {
-                tracing::error!(request_id = %job.request_id, error = %format!("{e:#}"), "generation failed");
-                send(Event::Failed(Error::Model));
+        match source.next(guard) {
+            Piece::End(finish) => break finish,
+            Piece::Failed(e) => {
+                send(Event::Failed(e));
                 return;
             }
-        };
-        let now = Instant::now();
-        match last_token_at.replace(now) {
-            None => crate::metrics::time_to_first_token(now - started),
-            Some(prev) => crate::metrics::inter_token_latency(now - prev),
-        }
-        match step {
-            Step::Eos => break FinishReason::Eos,
-            Step::Token { text, masked, .. } => {
+            Piece::Text { text, masked } => {
                 suppressed |= masked;
                 let (cleared, hit) = stop.push(&text);
                 match deliver(&mut stream, &cleared, hit) {
@@ -150,8 +238,7 @@ pub fn run(
         }
     };
     if matches!(finish, FinishReason::Eos | FinishReason::Length) {
-        let mut tail = generator.flush().unwrap_or_default();
-        let (mut cleared, hit) = stop.push(&std::mem::take(&mut tail));
+        let (mut cleared, hit) = stop.push(&source.flush());
         if !hit {
             cleared.push_str(&stop.finish());
         }
@@ -165,8 +252,9 @@ pub fn run(
         }
     }
     let finish = if blocked.is_some() { FinishReason::Blocked } else { finish };
-    let completion_tokens = generator.generated().len() as u32;
-    crate::metrics::tokens(job.prompt_ids.len(), completion_tokens as usize);
+    let usage = source.usage();
+    let (prompt_tokens, completion_tokens) = usage.unwrap_or_default();
+    crate::metrics::tokens(prompt_tokens as usize, completion_tokens as usize);
 
     let accounting = account(guard, &stream, blocked, suppressed);
     for (set, reason) in &accounting.leaks {
@@ -175,20 +263,22 @@ pub fn run(
     let findings = accounting.findings;
     for f in &findings {
         crate::metrics::guard_match(
+            &label,
             guard.set_name(f.entry),
             f.layer.as_str(),
             guard.policy(f.entry).action.as_str(),
         );
     }
     let (verdict, outcome) = (accounting.verdict, accounting.outcome);
-    crate::metrics::generation_outcome(outcome.as_str());
+    crate::metrics::generation_outcome(&label, outcome.as_str());
     let released = &stream.text()[..stream.released()];
     if !guard.is_empty() && !released.is_empty() {
         let reported = findings.iter().map(|f| (f.entry, f.layer)).collect();
         audit.submit(guard.clone(), released.to_string(), scope, reported);
     }
     tracing::info!(
-        request_id = %job.request_id,
+        request_id,
+        upstream = %label,
         outcome = outcome.as_str(),
         completion_tokens,
         finish = ?finish,
@@ -198,8 +288,9 @@ pub fn run(
         finish,
         verdict,
         matches: findings.iter().map(|f| super::convert::to_match(guard, f, stream.text())).collect(),
-        prompt_tokens: job.prompt_ids.len() as u32,
+        prompt_tokens,
         completion_tokens,
+        usage_known: usage.is_some(),
     }));
 }
 

@@ -4,7 +4,7 @@
 use super::admission::Admission;
 use super::error::Error;
 use super::generation::{self, Event, Summary};
-use super::validate::{validate, Job, ValidationError};
+use super::validate::{validate, validate_forwarded, Job, ValidationError};
 use crate::config::Config;
 use crate::guard::audit::Auditor;
 use crate::guard::check::{Stop, Stopped};
@@ -15,6 +15,7 @@ use crate::proto::{
     CheckRequest, CheckResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse,
     GetModelInfoRequest, ModelInfo, Usage,
 };
+use crate::upstream::{Remote, Upstream, Upstreams};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ pub struct State {
     /// Requests validated at once (templating and tokenizing a large request takes memory as
     /// well as CPU): one per core, the rest wait.
     pub validating: tokio::sync::Semaphore,
+    /// Engines whose streams this server guards, by model id.
+    pub upstreams: Upstreams,
 }
 
 pub struct InferenceService {
@@ -42,13 +45,29 @@ impl InferenceService {
         Self { state }
     }
 
-    /// Validates and admits a request, then starts its generation; events arrive on the
-    /// returned channel. The generation slot is released when the generation ends.
-    async fn start(
+    /// The shared state (the HTTP front door serves from it too).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Validates and admits a request, then starts its generation (on the served model, or
+    /// forwarded to the upstream its `model` routes to); events arrive on the returned
+    /// channel. The generation slot is released when the generation ends.
+    pub async fn start(
         &self,
         req: &GenerateRequest,
         deadline: Option<Instant>,
     ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
+        if let Some(model) = req.model.as_deref().filter(|m| !m.is_empty()) {
+            if model != self.state.live.model().info.name {
+                let upstream = self
+                    .state
+                    .upstreams
+                    .route(model)
+                    .ok_or_else(|| Error::UnknownModel(super::validate::truncate(model, 64)))?;
+                return self.forward(upstream.clone(), req);
+            }
+        }
         let snapshot = self.state.live.snapshot();
         let (model, guard) = (snapshot.model.clone(), snapshot.guard.clone());
         // Chat templating and tokenization of up to max_request_bytes take CPU time: off the
@@ -97,6 +116,60 @@ impl InferenceService {
                 let _ = tx.blocking_send(Event::Failed(failed));
             }
             drop(permit);
+        });
+        Ok((job, rx))
+    }
+
+    /// Forwards a request to `upstream` and guards its stream on a blocking thread. No
+    /// generation slot is taken (the engine does the generating, and its own queue answers
+    /// 429 when full); the upstream's `max_in_flight` bounds the threads and connections.
+    fn forward(
+        &self,
+        upstream: Arc<Upstream>,
+        req: &GenerateRequest,
+    ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
+        let request_id = validate_forwarded(req, &self.state.config)?;
+        let slot = upstream.slot()?;
+        let guard = self.state.live.current();
+        tracing::info!(request_id = %request_id, upstream = upstream.name(), "forwarding to upstream");
+        let (tx, rx) = mpsc::channel(64);
+        let (deltas_tx, deltas_rx) = mpsc::channel(64);
+        tokio::spawn(crate::upstream::client::forward(upstream.clone(), req.clone(), deltas_tx, tx.clone()));
+        let job = Job {
+            request_id: request_id.clone(),
+            model_name: req.model.clone().unwrap_or_default(),
+            prompt_ids: Vec::new(),
+            max_new_tokens: req.max_new_tokens.unwrap_or(0) as usize,
+            min_new_tokens: 0,
+            sampling: crate::model::Sampling {
+                temperature: req.temperature.unwrap_or(0.0) as f64,
+                top_p: None,
+                top_k: None,
+                seed: 0,
+            },
+            stop: req.stop.clone(),
+        };
+        let (prompt, stops) = (prompt_text(req), req.stop.clone());
+        let check_prompt = self.state.config.guard.check_prompts;
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            if check_prompt {
+                report_forgotten_prompt(&guard, &prompt, &request_id);
+            }
+            let scope = guard.scope(&prompt);
+            let stream = crate::guard::stream::StreamGuard::new(guard.clone())
+                .with_scope(scope.clone())
+                .masks_block(upstream.masks_block());
+            let mut source = Remote::new(&upstream, deltas_rx);
+            let run = || {
+                generation::drive(&mut source, stream, scope, &guard, &state.audit, &request_id, &stops, &tx)
+            };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+                tracing::error!(request_id = %request_id, "guarding the upstream stream panicked");
+                let failed = Error::Internal("guarding the upstream stream failed on the server".into());
+                let _ = tx.blocking_send(Event::Failed(failed));
+            }
+            drop(slot);
         });
         Ok((job, rx))
     }

@@ -1,6 +1,7 @@
 //! The gRPC server: inference, health and reflection on one listener (ForgetAdmin there too,
 //! or on its own), TLS, graceful shutdown. Each listener's services sit behind the telemetry
-//! layer (`telemetry.rs`), and the authenticated ones behind `auth.rs`.
+//! layer (`telemetry.rs`), and the authenticated ones behind `auth.rs`. With `http_listen`,
+//! the OpenAI-compatible front door (`crate::http`) serves the same state on its own port.
 pub mod admin;
 pub mod admission;
 pub mod auth;
@@ -48,8 +49,10 @@ pub async fn serve(config: Config) -> Result<()> {
         audit: crate::guard::audit::Auditor::start(config.guard.audit_sample_rate),
         config: config.clone(),
         validating: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        upstreams: crate::upstream::Upstreams::new(&config.upstream)?,
     });
     crate::metrics::model_info(&live.model().info.name, &live.model().info.served_format);
+    crate::upstream::client::start_probes(&state.upstreams);
     watch_forget_files(&config, &live)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -72,7 +75,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let inference = tonic::service::interceptor::InterceptedService::new(
         InferenceServer::new(inference::InferenceService::new(state.clone()))
             .max_decoding_message_size(transport_limit),
-        auth::BearerAuth::new(inference_token),
+        auth::BearerAuth::new(inference_token.clone()),
     );
     // Forget sets can be large: allow 64 MiB per admin call.
     let admin = tonic::service::interceptor::InterceptedService::new(
@@ -112,6 +115,11 @@ pub async fn serve(config: Config) -> Result<()> {
                 .await;
             health.clear_service_status("").await;
         });
+    }
+    if let Some(addr) = config.http_listen {
+        let service = inference::InferenceService::new(state.clone());
+        let http = Arc::new(crate::http::Http::new(service, inference_token, shutdown.clone()));
+        crate::http::serve(addr, http).await?;
     }
     // ForgetAdmin shares the inference listener unless it has an address of its own.
     let (admin_here, admin_apart) = match config.admin_listen {

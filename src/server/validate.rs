@@ -168,6 +168,52 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
     })
 }
 
+/// Validates a request forwarded to an upstream engine: what can be checked without the
+/// engine's tokenizer (the engine checks the rest). Returns the request id.
+pub fn validate_forwarded(req: &GenerateRequest, cfg: &Config) -> Result<String, ValidationError> {
+    use ValidationError as V;
+    let size = prost::Message::encoded_len(req);
+    if size > cfg.max_request_bytes {
+        return Err(V::RequestTooLarge { size, limit: cfg.max_request_bytes });
+    }
+    match (req.prompt.is_empty(), req.messages.is_empty()) {
+        (true, true) => return Err(V::NoPrompt),
+        (false, false) => return Err(V::PromptAndMessages),
+        (false, true) if req.prompt.trim().is_empty() => return Err(V::WhitespacePrompt),
+        _ => {}
+    }
+    for (index, m) in req.messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(V::UnknownRole { index, role: truncate(&m.role, 32) });
+        }
+        if m.content.trim().is_empty() {
+            return Err(V::EmptyMessage(index));
+        }
+    }
+    if let Some(n) = req.max_new_tokens {
+        if n == 0 || n > cfg.max_new_tokens_limit {
+            return Err(V::MaxNewTokens { limit: cfg.max_new_tokens_limit, got: n });
+        }
+    }
+    if let Some(t) = req.temperature {
+        if !(t == 0.0 || t.is_finite() && t >= MIN_TEMPERATURE) {
+            return Err(V::Temperature(t));
+        }
+    }
+    if let Some(p) = req.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(V::TopP(p));
+        }
+    }
+    if req.stop.len() > MAX_STOP_STRINGS {
+        return Err(V::TooManyStops { max: MAX_STOP_STRINGS, got: req.stop.len() });
+    }
+    if req.stop.iter().any(String::is_empty) {
+        return Err(V::EmptyStop);
+    }
+    Ok(if req.request_id.is_empty() { new_request_id() } else { truncate(&req.request_id, 128) })
+}
+
 /// At most `max_chars` characters of client input, for messages of bounded length.
 pub fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()

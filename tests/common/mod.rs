@@ -1,6 +1,7 @@
 //! Test harness: runs the real `lethe` binary on 127.0.0.1 ports picked by the test and
 //! talks to it with the generated tonic client.
 #![allow(dead_code)]
+pub mod http;
 use lethe::proto::inference_client::InferenceClient;
 use std::net::TcpListener;
 use std::path::PathBuf;
