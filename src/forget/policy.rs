@@ -46,4 +46,12 @@ pub struct SetPolicy {
     /// Words those facts must fall within (`guard.facts.window_words`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fact_window_words: Option<usize>,
+    /// Weight of the lexical evidence in this set's semantic score
+    /// (`guard.semantic.lexical_weight`); 0 scores by the cosine alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lexical_weight: Option<f32>,
+    /// Distinctive words an output window must share with one of this set's entries before it
+    /// is embedded (`guard.semantic.gate_min_words`); 0 embeds every window for this set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate_min_words: Option<usize>,
 }

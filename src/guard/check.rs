@@ -145,6 +145,11 @@ impl Guard {
         self.facts.scope(prompt)
     }
 
+    /// Distinctive words a window must share with `entry` to be embedded (the pre-gate).
+    fn gate_min(&self, entry: u32) -> usize {
+        self.policy(entry).gate_min_words.unwrap_or(self.params.gate_min_words)
+    }
+
     /// The fact rule of `entry`'s set; `None` when the set has the fact layer off.
     pub(super) fn fact_rule(&self, entry: u32) -> Option<FactRule> {
         let policy = self.policy(entry);
@@ -199,7 +204,7 @@ impl Guard {
             .iter()
             .map(|s| (s.clone(), lexical::distinctive_stems(&normalize::words(&text[s.clone()]).words)))
             .filter(|(_, stems)| {
-                exact || p.gate_min_words == 0 || self.facts.gate(stems, p.gate_min_words, scoped)
+                exact || !self.semantic_gated() || self.facts.gate(stems, |e| self.gate_min(e), scoped)
             })
             .collect();
         let mut out = Vec::new();
@@ -222,7 +227,7 @@ impl Guard {
                     }
                     let shared = stems.iter().filter(|&&s| self.facts.holds(s, entry)).count();
                     let evidence = if stems.is_empty() { 0.0 } else { shared as f32 / stems.len() as f32 };
-                    let score = sim + p.lexical_weight * evidence;
+                    let score = sim + policy.lexical_weight.unwrap_or(p.lexical_weight) * evidence;
                     let mut threshold = policy.semantic_threshold.unwrap_or(p.threshold);
                     if scoped.contains(&entry) {
                         threshold = threshold.min(p.scoped_threshold);

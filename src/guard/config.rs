@@ -71,7 +71,13 @@ impl GuardConfig {
             .chain(self.sets.iter().map(|(n, p)| (n.as_str(), p)))
         {
             if let Some(t) = policy.semantic_threshold {
-                ensure!((-1.0..=1.0).contains(&t), "guard.sets.{name}.semantic_threshold must be in [-1, 1]");
+                ensure!(
+                    super::semantic::SEMANTIC_THRESHOLDS.contains(&t),
+                    "guard.sets.{name}.semantic_threshold must be in [-1, 2]"
+                );
+            }
+            if let Some(w) = policy.lexical_weight {
+                ensure!((0.0..=1.0).contains(&w), "guard.sets.{name}.lexical_weight must be in [0, 1]");
             }
         }
         for name in self.sets.keys() {

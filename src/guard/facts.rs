@@ -245,8 +245,9 @@ impl FactIndex {
         self.entries_of(hash).iter().any(|&(e, k)| e == entry && k != FactKind::Number)
     }
 
-    /// Whether some entry holds at least `min` of the distinct `stems`, or a scoped entry one.
-    pub fn gate(&self, stems: &[u64], min: usize, scoped: &HashSet<u32>) -> bool {
+    /// Whether some entry holds at least `min(entry)` of the distinct `stems`, or a scoped
+    /// entry one.
+    pub fn gate(&self, stems: &[u64], min: impl Fn(u32) -> usize, scoped: &HashSet<u32>) -> bool {
         let mut counts: HashMap<u32, usize> = HashMap::new();
         for &s in stems {
             for &(e, kind) in self.entries_of(s) {
@@ -255,7 +256,7 @@ impl FactIndex {
                 }
                 let n = counts.entry(e).or_default();
                 *n += 1;
-                if *n >= min || scoped.contains(&e) {
+                if *n >= min(e) || scoped.contains(&e) {
                     return true;
                 }
             }

@@ -51,12 +51,24 @@ impl Default for SemanticParams {
     }
 }
 
+/// Thresholds a semantic score can meet: a cosine in [-1, 1] plus lexical evidence up to 1.
+pub const SEMANTIC_THRESHOLDS: std::ops::RangeInclusive<f32> = -1.0..=2.0;
+
 impl SemanticParams {
-    /// The invariants windowing relies on (`[guard.semantic]`).
+    /// The invariants windowing and scoring rely on (`[guard.semantic]`).
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.window_words >= 1 && self.stride_words >= 1,
             "guard.semantic.window_words and stride_words must be at least 1"
+        );
+        anyhow::ensure!(
+            SEMANTIC_THRESHOLDS.contains(&self.threshold)
+                && SEMANTIC_THRESHOLDS.contains(&self.scoped_threshold),
+            "guard.semantic.threshold and scoped_threshold must be in [-1, 2]"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.lexical_weight),
+            "guard.semantic.lexical_weight must be in [0, 1]"
         );
         Ok(())
     }

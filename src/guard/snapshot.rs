@@ -262,6 +262,11 @@ impl Guard {
         &self.sets[self.entries[entry as usize].set as usize].policy
     }
 
+    /// Whether the semantic pre-gate is on: off when it is 0 for the server or for some set.
+    pub(super) fn semantic_gated(&self) -> bool {
+        self.params.gate_min_words > 0 && self.sets.iter().all(|s| s.policy.gate_min_words != Some(0))
+    }
+
     /// Whether a guard error should block: some set that is not monitor-only fails closed.
     pub fn fails_closed(&self) -> bool {
         self.sets.iter().any(|s| s.policy.action != Action::Monitor && !s.policy.fail_open)

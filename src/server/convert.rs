@@ -63,6 +63,8 @@ pub fn entries(set: &str, entries: Vec<proto::ForgetEntry>) -> Result<Vec<Entry>
         .collect()
 }
 
+use crate::guard::semantic::SEMANTIC_THRESHOLDS;
+
 pub fn policy(p: proto::SetPolicy) -> Result<SetPolicy, ValidationError> {
     let action = match p.action() {
         proto::Action::Unspecified | proto::Action::Block => Action::Block,
@@ -70,8 +72,13 @@ pub fn policy(p: proto::SetPolicy) -> Result<SetPolicy, ValidationError> {
         proto::Action::Monitor => Action::Monitor,
     };
     if let Some(t) = p.semantic_threshold {
-        if !(-1.0..=1.0).contains(&t) {
+        if !SEMANTIC_THRESHOLDS.contains(&t) {
             return Err(ValidationError::SemanticThreshold(t));
+        }
+    }
+    if let Some(w) = p.lexical_weight {
+        if !(0.0..=1.0).contains(&w) {
+            return Err(ValidationError::LexicalWeight(w));
         }
     }
     Ok(SetPolicy {
@@ -82,6 +89,8 @@ pub fn policy(p: proto::SetPolicy) -> Result<SetPolicy, ValidationError> {
         commons_filter: p.commons_filter,
         fact_min_facts: p.fact_min_facts.map(|k| k as usize),
         fact_window_words: p.fact_window_words.map(|n| (n as usize).max(1)),
+        lexical_weight: p.lexical_weight,
+        gate_min_words: p.gate_min_words.map(|n| n as usize),
     })
 }
 
@@ -106,6 +115,8 @@ pub fn set_info(s: &SetSummary, stats: &BTreeMap<String, SetStats>) -> proto::Se
             commons_filter: s.policy.commons_filter,
             fact_min_facts: s.policy.fact_min_facts.map(|k| k as u32),
             fact_window_words: s.policy.fact_window_words.map(|n| n as u32),
+            lexical_weight: s.policy.lexical_weight,
+            gate_min_words: s.policy.gate_min_words.map(|n| n as u32),
         }),
         entries: s.entries as u32,
         documents: s.documents as u32,
@@ -115,5 +126,31 @@ pub fn set_info(s: &SetSummary, stats: &BTreeMap<String, SetStats>) -> proto::Se
         token_prefixes: index.token_prefixes as u64,
         semantic_vectors: index.semantic_vectors as u64,
         index_bytes: index.index_bytes as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_keeps_its_meaning_level_settings_and_refuses_values_out_of_range() {
+        let wire = proto::SetPolicy {
+            semantic_threshold: Some(1.1),
+            lexical_weight: Some(0.5),
+            gate_min_words: Some(0),
+            fact_min_facts: Some(4),
+            commons_filter: Some(false),
+            ..Default::default()
+        };
+        let p = policy(wire.clone()).unwrap();
+        assert_eq!(
+            (p.semantic_threshold, p.lexical_weight, p.gate_min_words, p.fact_min_facts, p.commons_filter),
+            (Some(1.1), Some(0.5), Some(0), Some(4), Some(false))
+        );
+        let too_high = proto::SetPolicy { semantic_threshold: Some(2.5), ..wire.clone() };
+        assert!(matches!(policy(too_high), Err(ValidationError::SemanticThreshold(_))));
+        let negative = proto::SetPolicy { lexical_weight: Some(-0.1), ..wire };
+        assert!(matches!(policy(negative), Err(ValidationError::LexicalWeight(_))));
     }
 }

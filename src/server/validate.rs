@@ -70,8 +70,10 @@ pub enum ValidationError {
     EntryKind(usize),
     #[error("entries[{0}].term_type must be one of person, email, phone, id (or empty)")]
     TermType(usize),
-    #[error("semantic_threshold must be in [-1, 1] (got {0})")]
+    #[error("semantic_threshold must be in [-1, 2] (a cosine plus the lexical evidence; got {0})")]
     SemanticThreshold(f32),
+    #[error("lexical_weight must be in [0, 1] (got {0})")]
+    LexicalWeight(f32),
 }
 
 const MAX_STOP_STRINGS: usize = 16;
