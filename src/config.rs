@@ -9,6 +9,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The model served when none is configured and no upstream is.
+pub const DEFAULT_MODEL: &str = "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -16,8 +19,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Prometheus `/metrics` listen address.
     pub metrics_listen: SocketAddr,
-    /// GGUF model file to serve.
-    pub model: PathBuf,
+    /// GGUF model file to serve. Unset: the default SmolLM2 file, unless upstreams are
+    /// configured, in which case no local model is loaded (see [`Config::model_path`]).
+    pub model: Option<PathBuf>,
     /// Weight format the model is served in.
     pub served_format: ServedFormat,
     /// Generations that run at once; more wait in the queue.
@@ -143,7 +147,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:50051".parse().expect("valid literal"),
             metrics_listen: "127.0.0.1:9464".parse().expect("valid literal"),
-            model: PathBuf::from("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            model: None,
             served_format: ServedFormat::default(),
             max_concurrent_generations: 2,
             max_queued_requests: 16,
@@ -187,7 +191,8 @@ pub struct ServeArgs {
     /// Prometheus /metrics listen address [default: 127.0.0.1:9464].
     #[arg(long, env = "LETHE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// GGUF model file [default: models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf].
+    /// GGUF model file [default: models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, or none
+    /// when an upstream is configured].
     #[arg(long, env = "LETHE_MODEL")]
     pub model: Option<PathBuf>,
     /// Weight format to serve in [default: q8_0].
@@ -305,7 +310,6 @@ impl Config {
         overlay!(
             listen,
             metrics_listen,
-            model,
             served_format,
             max_concurrent_generations,
             max_queued_requests,
@@ -330,6 +334,9 @@ impl Config {
             if flag.is_some() {
                 field.clone_from(flag);
             }
+        }
+        if let Some(path) = &args.model {
+            cfg.model = Some(path.clone());
         }
         if let Some(dir) = &args.data_dir {
             cfg.data_dir = Some(dir.clone());
@@ -367,6 +374,18 @@ impl Config {
         }
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The model file this server loads. A server that only guards upstream engines should
+    /// not spend the memory and start-up time of a generator it never runs: with `model`
+    /// unset (no `model` key, no `--model` / `LETHE_MODEL`) and at least one upstream, there is
+    /// no local model. Without upstreams, an unset `model` is the shipped SmolLM2 file.
+    pub fn model_path(&self) -> Option<PathBuf> {
+        match (&self.model, self.upstream.is_empty()) {
+            (Some(path), _) => Some(path.clone()),
+            (None, true) => Some(PathBuf::from(DEFAULT_MODEL)),
+            (None, false) => None,
+        }
     }
 
     /// Threads for candle's quantized matrix products. candle runs them on one process-wide
@@ -502,6 +521,11 @@ mod tests {
         assert_eq!((cfg.upstream[0].name.as_str(), cfg.upstream[0].mask_as), ("vllm", MaskAs::Monitor));
         assert_eq!(cfg.upstream[1].name, "upstream");
         assert_eq!(cfg.upstream[1].first_byte_timeout_secs, 120.0);
+        assert_eq!(cfg.model_path(), None, "upstreams and no model: no local model");
+        let with_model =
+            ServeArgs { config: Some(path.clone()), model: Some("m.gguf".into()), ..Default::default() };
+        assert_eq!(Config::load(&with_model).unwrap().model_path(), Some(PathBuf::from("m.gguf")));
+        assert_eq!(Config::default().model_path(), Some(PathBuf::from(DEFAULT_MODEL)));
 
         std::fs::write(&path, "[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\n").unwrap();
         let err = Config::load(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();

@@ -519,3 +519,129 @@ async fn upstream_mode_guards_a_scripted_engine() {
     assert_eq!(value(&["lethe_upstream_up", "upstream=\"fake\""]), 1.0, "{metrics}");
     assert!(!server.logs().contains("Venkataraman"), "forgotten text in the logs");
 }
+
+/// A server started with only `--upstream` (no `--model`, no `model` key) loads no generator,
+/// though the default model file is present: it serves `/v1` through the upstream and guards
+/// it, refuses requests for a local model with an actionable error, and can be given a model
+/// later by ReloadModel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_only_an_upstream_loads_no_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine_addr = engine.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(fake_engine(engine, seen_tx));
+
+    // A `mask` set: without a local model nothing can be masked, so it blocks the upstream.
+    let list = dir.path().join("forget.jsonl");
+    let entry = json!({"id": "bio-1", "set": "people", "kind": "document", "text": PASSAGE});
+    std::fs::write(&list, format!("{entry}\n")).unwrap();
+    let config = dir.path().join("lethe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guard]\nforget = {:?}\n[guard.sets.people]\naction = \"mask\"\n",
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let upstream = format!("http://{engine_addr}/v1");
+    let server = Server::start_without_model(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--upstream",
+        &upstream,
+        "--http-listen",
+        &http,
+        "--no-semantic",
+    ])
+    .await;
+    assert!(server.logs().contains("no local model"), "{}", server.logs());
+
+    // No local model: GetModelInfo says so, and so does a request that names no model.
+    let mut client = server.client().await;
+    let info = client.get_model_info(lethe::proto::GetModelInfoRequest {}).await.unwrap_err();
+    assert_eq!(info.code(), tonic::Code::FailedPrecondition, "{info:?}");
+    assert!(info.message().contains("no local model"), "{}", info.message());
+    let local = client.generate(common::greedy("Hello", 4)).await.unwrap_err();
+    assert_eq!(local.code(), tonic::Code::FailedPrecondition, "{local:?}");
+    assert!(local.message().contains("--model"), "{}", local.message());
+    let metrics = scrape(&server.metrics_addr);
+    assert!(!metrics.contains("lethe_model_info"), "a model was announced:\n{metrics}");
+
+    // /v1/models lists only what the upstream lists (after its first probe).
+    let listed = {
+        let mut tries = 0;
+        loop {
+            let addr = http.clone();
+            let models = blocking(move || get(&addr, "/v1/models", None)).await.json();
+            let ids: Vec<String> = models["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_string())
+                .collect();
+            tries += 1;
+            if !ids.is_empty() || tries == 100 {
+                break ids;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(listed, ["big-model"]);
+
+    let ask = |script: &'static str, model: Option<&'static str>| {
+        let addr = http.clone();
+        blocking(move || {
+            let mut body = json!({"stream": true, "max_tokens": 500,
+                                  "messages": [{"role": "user", "content": format!("please {script}")}]});
+            if let Some(model) = model {
+                body["model"] = json!(model);
+            }
+            post(&addr, "/v1/chat/completions", None, &body)
+        })
+    };
+    let served = ask("quirks", Some("big-model")).await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    let text: String = served
+        .events()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, "Tomatoes like sun, water and patience.");
+    seen.recv().await.unwrap();
+
+    // The guard works without a model's tokenizer; the mask set blocks.
+    let blocked = ask("passage", Some("big-model")).await;
+    assert_eq!(blocked.status, 200, "{}", blocked.body);
+    let chunks: Vec<Value> = blocked.events().iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(longest_shared_run(&text, PASSAGE) < 8, "delivered {text:?}");
+    let finish = chunks.iter().find(|c| c["choices"][0]["finish_reason"].is_string()).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "content_filter");
+    assert!(seen.recv().await.unwrap().closed_at.is_some());
+
+    // A request without a model has nowhere to go: a 400 naming the field.
+    let no_model = ask("quirks", None).await;
+    let error = no_model.json();
+    assert_eq!(no_model.status, 400, "{error}");
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["param"].as_str()),
+        (Some("no_local_model"), Some("model"))
+    );
+
+    // ReloadModel still works: it gives the server its first local model.
+    let model = tiny_model(dir.path());
+    let mut admin = lethe::proto::forget_admin_client::ForgetAdminClient::new(server.channel().await);
+    let reloaded = admin
+        .reload_model(lethe::proto::ReloadModelRequest { path: model.to_str().unwrap().into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let info = client.get_model_info(lethe::proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.name, reloaded.name);
+    client.generate(common::greedy("Hello", 4)).await.unwrap();
+    assert!(!server.logs().contains("Venkataraman"), "forgotten text in the logs");
+}

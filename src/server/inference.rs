@@ -58,8 +58,9 @@ impl InferenceService {
         req: &GenerateRequest,
         deadline: Option<Instant>,
     ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
+        let snapshot = self.state.live.snapshot();
         if let Some(model) = req.model.as_deref().filter(|m| !m.is_empty()) {
-            if model != self.state.live.model().info.name {
+            if snapshot.model.as_ref().is_none_or(|local| model != local.info.name) {
                 let upstream = self
                     .state
                     .upstreams
@@ -68,8 +69,8 @@ impl InferenceService {
                 return self.forward(upstream.clone(), req);
             }
         }
-        let snapshot = self.state.live.snapshot();
-        let (model, guard) = (snapshot.model.clone(), snapshot.guard.clone());
+        let model = snapshot.model.clone().ok_or(Error::NoLocalModel)?;
+        let guard = snapshot.guard.clone();
         // Chat templating and tokenization of up to max_request_bytes take CPU time: off the
         // async workers, which must keep answering health checks and other calls.
         let validating =
@@ -329,7 +330,7 @@ impl Inference for InferenceService {
         &self,
         _request: Request<GetModelInfoRequest>,
     ) -> Result<Response<ModelInfo>, Status> {
-        let model = self.state.live.model();
+        let model = self.state.live.model().ok_or(Error::NoLocalModel)?;
         let info = &model.info;
         Ok(Response::new(ModelInfo {
             name: info.name.clone(),
