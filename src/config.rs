@@ -90,8 +90,13 @@ pub struct Config {
 pub struct UpstreamConfig {
     /// The `upstream` metric label and the name in logs.
     pub name: String,
-    /// Base URL of its OpenAI API, as an OpenAI client's base_url: `http://host:8000/v1`.
+    /// Base URL of its OpenAI API, as an OpenAI client's base_url: `http://host:8000/v1`, or
+    /// `https://...` with `tls_ca_file`.
     pub url: String,
+    /// PEM file of the CA certificates that may sign an `https://` upstream's certificate
+    /// (required for `https://`; the system's bundle, e.g. /etc/ssl/certs/ca-certificates.crt,
+    /// trusts the public CAs).
+    pub tls_ca_file: Option<PathBuf>,
     /// Model ids routed to it. Empty: every model id the server does not serve itself.
     pub models: Vec<String>,
     /// File holding the key Lethe presents to it (`authorization: Bearer`).
@@ -122,6 +127,7 @@ impl Default for UpstreamConfig {
         Self {
             name: "upstream".into(),
             url: String::new(),
+            tls_ca_file: None,
             models: Vec::new(),
             api_key_file: None,
             connect_timeout_secs: 5.0,
@@ -442,9 +448,20 @@ impl Config {
                 !u.name.is_empty() && u.name.len() <= 64 && u.name != "local",
                 "an [[upstream]] name must be 1 to 64 characters and not \"local\""
             );
+            let https = u.url.starts_with("https://");
             anyhow::ensure!(
-                u.url.starts_with("http://"),
-                "upstream {:?}: url must be an http:// base URL such as http://host:8000/v1 (TLS to upstreams is not built in: use a local sidecar or a plaintext cluster address)",
+                https || u.url.starts_with("http://"),
+                "upstream {:?}: url must be an http:// or https:// base URL such as http://host:8000/v1",
+                u.name
+            );
+            anyhow::ensure!(
+                !https || u.tls_ca_file.is_some(),
+                "upstream {:?}: an https:// url needs tls_ca_file, the PEM CA bundle to verify the engine's certificate with (the system's, e.g. /etc/ssl/certs/ca-certificates.crt, for a public CA)",
+                u.name
+            );
+            anyhow::ensure!(
+                https || u.tls_ca_file.is_none(),
+                "upstream {:?}: tls_ca_file is set but the url is http:// (plaintext): use https://",
                 u.name
             );
             u.url.parse::<http::Uri>().with_context(|| format!("upstream {:?}: url {:?}", u.name, u.url))?;
@@ -527,9 +544,20 @@ mod tests {
         assert_eq!(Config::load(&with_model).unwrap().model_path(), Some(PathBuf::from("m.gguf")));
         assert_eq!(Config::default().model_path(), Some(PathBuf::from(DEFAULT_MODEL)));
 
-        std::fs::write(&path, "[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\n").unwrap();
-        let err = Config::load(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        let load = |toml: &str| {
+            std::fs::write(&path, toml).unwrap();
+            Config::load(&ServeArgs { config: Some(path.clone()), ..Default::default() })
+        };
+        let err = load("[[upstream]]\nname = \"x\"\nurl = \"ftp://a/v1\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("http://"), "{err:#}");
+        let err = load("[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("tls_ca_file"), "{err:#}");
+        let err = load("[[upstream]]\nname = \"x\"\nurl = \"http://a/v1\"\ntls_ca_file = \"ca.pem\"\n")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("https://"), "{err:#}");
+        let ok =
+            load("[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\ntls_ca_file = \"ca.pem\"\n").unwrap();
+        assert_eq!(ok.upstream[0].tls_ca_file.as_deref(), Some(Path::new("ca.pem")));
     }
 
     #[test]

@@ -645,3 +645,147 @@ async fn a_server_with_only_an_upstream_loads_no_model() {
     client.generate(common::greedy("Hello", 4)).await.unwrap();
     assert!(!server.logs().contains("Venkataraman"), "forgotten text in the logs");
 }
+
+/// A CA certificate (PEM) and its issuer, made by rcgen as tests/tls.rs does.
+fn test_ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.distinguished_name.push(DnType::CommonName, name);
+    rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// Terminates TLS (a certificate for 127.0.0.1 that `ca` signed) on `listener` and relays each
+/// connection to the plaintext fake engine at `engine`: an HTTPS engine with the same scripts.
+async fn tls_front(
+    listener: tokio::net::TcpListener,
+    engine: std::net::SocketAddr,
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+) {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, ca).unwrap();
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends here.
+                let Ok(mut tls) = acceptor.accept(sock).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(engine).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+}
+
+/// `https://` upstreams: verified against their `tls_ca_file`, guarded as plaintext ones are,
+/// and one whose certificate the CA file does not vouch for is unreachable (502), never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_against_their_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine_addr = engine.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(fake_engine(engine, seen_tx));
+    let (authority, rogue) = (test_ca("Engine CA"), test_ca("Rogue CA"));
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    tls_front(front, engine_addr, &authority).await;
+    let (ca, rogue_ca) = (dir.path().join("ca.pem"), dir.path().join("rogue.pem"));
+    std::fs::write(&ca, authority.pem()).unwrap();
+    std::fs::write(&rogue_ca, rogue.pem()).unwrap();
+
+    let list = dir.path().join("forget.jsonl");
+    let entry = json!({"id": "bio-1", "set": "people", "kind": "document", "text": PASSAGE});
+    std::fs::write(&list, format!("{entry}\n")).unwrap();
+    let config = dir.path().join("lethe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guard]\nforget = {list:?}\n\n[[upstream]]\nname = \"secure\"\nurl = \"https://{front_addr}/v1\"\nmodels = [\"big-model\"]\ntls_ca_file = {ca:?}\n\n[[upstream]]\nname = \"mistrusted\"\nurl = \"https://{front_addr}/v1\"\nmodels = [\"other-model\"]\ntls_ca_file = {rogue_ca:?}\n",
+            list = list.display().to_string(),
+            ca = ca.display().to_string(),
+            rogue_ca = rogue_ca.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_without_model(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--http-listen",
+        &http,
+        "--no-semantic",
+    ])
+    .await;
+
+    let ask = |script: &'static str, model: &'static str| {
+        let addr = http.clone();
+        blocking(move || {
+            post(
+                &addr,
+                "/v1/chat/completions",
+                None,
+                &json!({"model": model, "stream": true, "max_tokens": 500,
+                        "messages": [{"role": "user", "content": format!("please {script}")}]}),
+            )
+        })
+    };
+    let served = ask("quirks", "big-model").await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    let text: String = served
+        .events()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, "Tomatoes like sun, water and patience.");
+    assert_eq!(seen.recv().await.unwrap().request["model"], "big-model");
+
+    // Over TLS too the block closes the engine's connection early.
+    let blocked = ask("passage", "big-model").await;
+    let chunks: Vec<Value> = blocked.events().iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(longest_shared_run(&text, PASSAGE) < 8, "delivered {text:?}");
+    let finish = chunks.iter().find(|c| c["choices"][0]["finish_reason"].is_string()).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "content_filter");
+    let report = seen.recv().await.unwrap();
+    assert!(report.closed_at.is_some() && report.unsent > 300, "{report:?}");
+
+    // A certificate the CA file did not sign: unreachable, and nothing reached the engine.
+    let refused = ask("quirks", "other-model").await;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "upstream_unavailable");
+    assert!(seen.try_recv().is_err(), "a request went to an engine whose certificate is not trusted");
+
+    // The probes see the same: up over TLS, down where the certificate is not trusted.
+    let mut metrics = scrape(&server.metrics_addr);
+    for _ in 0..100 {
+        if metric_value(&metrics, &["lethe_upstream_up", "upstream=\"secure\""]) == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = scrape(&server.metrics_addr);
+    }
+    assert_eq!(metric_value(&metrics, &["lethe_upstream_up", "upstream=\"secure\""]), 1.0, "{metrics}");
+    let mistrusted = |l: &&str| l.starts_with("lethe_upstream_up") && l.contains("upstream=\"mistrusted\"");
+    assert!(metrics.lines().any(|l| mistrusted(&l)), "{metrics}");
+    assert_eq!(metric_value(&metrics, &["lethe_upstream_up", "upstream=\"mistrusted\""]), 0.0, "{metrics}");
+    assert!(server.logs().contains("TLS handshake"), "{}", server.logs());
+}
