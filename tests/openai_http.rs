@@ -713,12 +713,14 @@ async fn https_upstreams_are_verified_against_their_ca_file() {
 
     let list = dir.path().join("forget.jsonl");
     let entry = json!({"id": "bio-1", "set": "people", "kind": "document", "text": PASSAGE});
-    std::fs::write(&list, format!("{entry}\n")).unwrap();
+    // A watched term the quirks script says: a leak, counted by the upstream it came from.
+    let term = json!({"id": "t-1", "set": "watched", "kind": "term", "text": "patience"});
+    std::fs::write(&list, format!("{entry}\n{term}\n")).unwrap();
     let config = dir.path().join("lethe.toml");
     std::fs::write(
         &config,
         format!(
-            "[guard]\nforget = {list:?}\n\n[[upstream]]\nname = \"secure\"\nurl = \"https://{front_addr}/v1\"\nmodels = [\"big-model\"]\ntls_ca_file = {ca:?}\n\n[[upstream]]\nname = \"mistrusted\"\nurl = \"https://{front_addr}/v1\"\nmodels = [\"other-model\"]\ntls_ca_file = {rogue_ca:?}\n",
+            "[guard]\nforget = {list:?}\n[guard.sets.watched]\naction = \"monitor\"\n\n[[upstream]]\nname = \"secure\"\nurl = \"https://{front_addr}/v1\"\nmodels = [\"big-model\"]\ntls_ca_file = {ca:?}\n\n[[upstream]]\nname = \"mistrusted\"\nurl = \"https://{front_addr}/v1\"\nmodels = [\"other-model\"]\ntls_ca_file = {rogue_ca:?}\n",
             list = list.display().to_string(),
             ca = ca.display().to_string(),
             rogue_ca = rogue_ca.display().to_string(),
@@ -788,4 +790,20 @@ async fn https_upstreams_are_verified_against_their_ca_file() {
     assert!(metrics.lines().any(|l| mistrusted(&l)), "{metrics}");
     assert_eq!(metric_value(&metrics, &["lethe_upstream_up", "upstream=\"mistrusted\""]), 0.0, "{metrics}");
     assert!(server.logs().contains("TLS handshake"), "{}", server.logs());
+    let leaks = |upstream: &str, set: &str| {
+        let (upstream, set) = (format!("upstream=\"{upstream}\""), format!("forget_set=\"{set}\""));
+        metric_value(&metrics, &["lethe_leaks_total", &upstream, &set, "reason=\"monitor\""])
+    };
+    assert_eq!(leaks("secure", "watched"), 1.0, "{metrics}");
+    assert_eq!(leaks("mistrusted", "watched"), 0.0, "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("lethe_leaks_total")
+            && l.contains("upstream=\"mistrusted\"")
+            && l.contains("forget_set=\"people\"")),
+        "leak counters exist at 0 before the first leak:\n{metrics}"
+    );
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("lethe_leaks_total") && l.contains("upstream=\"local\"")),
+        "no local model, no local leak series:\n{metrics}"
+    );
 }
