@@ -260,6 +260,8 @@ async fn fake_engine(listener: tokio::net::TcpListener, seen: tokio::sync::mpsc:
                     events.push("data: {\"error\":{\"message\":\"engine fell over\",\"code\":500}}\n\n".into());
                     (ok.into(), events)
                 }
+                // One chunk, then silence until Lethe closes the connection (below).
+                "stall" => (ok.into(), vec![format!("data: {}\n\n", chat_chunk("Thinking "))]),
                 "earlydone" => (ok.into(), vec![format!("data: {}\n\n", chat_chunk("Cut short ")), "data: [DONE]\n\n".into()]),
                 "busy" => ("HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into(), vec![]),
                 "badkey" => ("HTTP/1.1 401 Unauthorized\r\ncontent-length: 31\r\nconnection: close\r\n\r\n{\"detail\":\"Invalid API key\"}   ".into(), vec![]),
@@ -295,6 +297,12 @@ async fn fake_engine(listener: tokio::net::TcpListener, seen: tokio::sync::mpsc:
                     report.closed_at = Some(Instant::now());
                     report.unsent = events.len() - i;
                     break;
+                }
+            }
+            if script == "stall" && report.closed_at.is_none() {
+                tokio::select! {
+                    _ = rd.read(&mut buf) => report.closed_at = Some(Instant::now()),
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                 }
             }
             let _ = seen.send(report);
@@ -806,4 +814,43 @@ async fn https_upstreams_are_verified_against_their_ca_file() {
         !metrics.lines().any(|l| l.starts_with("lethe_leaks_total") && l.contains("upstream=\"local\"")),
         "no local model, no local leak series:\n{metrics}"
     );
+}
+
+/// A gRPC deadline reaches forwarded requests: a stalled engine's stream ends with
+/// DEADLINE_EXCEEDED (not CANCELLED, not an idle timeout a minute later), unary and streamed,
+/// and the engine's connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_deadlines_end_forwarded_requests() {
+    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine_addr = engine.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(fake_engine(engine, seen_tx));
+    let upstream = format!("http://{engine_addr}/v1");
+    let server = Server::start_without_model(&["--upstream", &upstream, "--no-semantic"]).await;
+    let mut client = server.client().await;
+    let stalled = || {
+        let mut request = tonic::Request::new(lethe::proto::GenerateRequest {
+            messages: vec![lethe::proto::ChatMessage { role: "user".into(), content: "please stall".into() }],
+            model: Some("big-model".into()),
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(1));
+        request
+    };
+
+    let unary = client.generate(stalled()).await.unwrap_err();
+    assert_eq!(unary.code(), tonic::Code::DeadlineExceeded, "{unary:?}");
+    assert!(seen.recv().await.unwrap().closed_at.is_some(), "the engine's connection stayed open");
+
+    let mut stream = client.generate_stream(stalled()).await.unwrap().into_inner();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), tonic::Code::DeadlineExceeded, "{ended:?}");
+    assert!(ended.message().contains("upstream"), "{}", ended.message());
+    assert!(seen.recv().await.unwrap().closed_at.is_some(), "the engine's connection stayed open");
 }

@@ -66,7 +66,7 @@ impl InferenceService {
                     .upstreams
                     .route(model)
                     .ok_or_else(|| Error::UnknownModel(super::validate::truncate(model, 64)))?;
-                return self.forward(upstream.clone(), req);
+                return self.forward(upstream.clone(), req, deadline);
             }
         }
         let model = snapshot.model.clone().ok_or(Error::NoLocalModel)?;
@@ -128,6 +128,7 @@ impl InferenceService {
         &self,
         upstream: Arc<Upstream>,
         req: &GenerateRequest,
+        deadline: Option<Instant>,
     ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
         let request_id = validate_forwarded(req, &self.state.config)?;
         let slot = upstream.slot()?;
@@ -135,7 +136,13 @@ impl InferenceService {
         tracing::info!(request_id = %request_id, upstream = upstream.name(), "forwarding to upstream");
         let (tx, rx) = mpsc::channel(64);
         let (deltas_tx, deltas_rx) = mpsc::channel(64);
-        tokio::spawn(crate::upstream::client::forward(upstream.clone(), req.clone(), deltas_tx, tx.clone()));
+        tokio::spawn(crate::upstream::client::forward(
+            upstream.clone(),
+            req.clone(),
+            deadline,
+            deltas_tx,
+            tx.clone(),
+        ));
         let job = Job {
             request_id: request_id.clone(),
             model_name: req.model.clone().unwrap_or_default(),

@@ -16,19 +16,30 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Forwards `req` to `upstream` and sends the text of its stream to `deltas`, until the stream
-/// ends, the guard thread drops its end of `deltas` (a block), or the client leaves
-/// (`client` closed). Returning drops the connection.
+/// ends, the guard thread drops its end of `deltas` (a block), the client leaves (`client`
+/// closed) or its `deadline` (gRPC's, taken a little early) passes. Returning drops the
+/// connection.
 pub async fn forward(
     upstream: Arc<Upstream>,
     req: GenerateRequest,
+    deadline: Option<Instant>,
     deltas: mpsc::Sender<Delta>,
     client: mpsc::Sender<Event>,
 ) {
     let _in_flight = crate::metrics::upstream_in_flight(upstream.name());
+    // The client's deadline ends the exchange with DEADLINE_EXCEEDED before tonic would cut
+    // the call off as CANCELLED (and a stream's body, which tonic's timeout does not cover).
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         r = exchange(&upstream, &req, &deltas) => r,
         _ = deltas.closed() => Ok(()),
         _ = client.closed() => Ok(()),
+        _ = expired => Err(Error::DeadlineExceeded(format!("while forwarded to upstream {}", upstream.name()))),
     };
     if let Err(e) = result {
         let _ = deltas.send(Delta::Failed(e)).await;
