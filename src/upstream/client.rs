@@ -1,8 +1,9 @@
 //! One request to an upstream engine: a fresh HTTP/1.1 connection (hyper's client, already in
 //! the tree through tonic; no connection pool, so dropping the request closes the socket and
-//! the engine sees the client go; TLS for `https://`, `tls.rs`), `stream: true` always, and a lenient reading of the
-//! stream, since engines differ: usage in the finish chunk, in a chunk of its own or absent;
-//! `[DONE]` present or not; errors as objects or strings; `content: null` deltas.
+//! the engine sees the client go; TLS for `https://`, `tls.rs`), `stream: true` always, and a
+//! lenient reading of the stream, since engines differ: usage in the finish chunk, in a chunk
+//! of its own or absent; `[DONE]` present or not; errors as objects or strings; `content:
+//! null` deltas.
 use super::sse::Parser;
 use super::{Delta, Upstream};
 use crate::proto::{FinishReason, GenerateRequest};

@@ -33,7 +33,7 @@ pub struct Upstream {
     /// Bounds the requests forwarded at once (`max_in_flight`).
     slots: Arc<tokio::sync::Semaphore>,
     /// TLS for an `https://` url, built once at start.
-    pub tls: Option<tls::Tls>,
+    tls: Option<tls::Tls>,
 }
 
 impl Upstream {
