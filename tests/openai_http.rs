@@ -577,6 +577,13 @@ async fn a_server_with_only_an_upstream_loads_no_model() {
     assert!(local.message().contains("--model"), "{}", local.message());
     let metrics = scrape(&server.metrics_addr);
     assert!(!metrics.contains("lethe_model_info"), "a model was announced:\n{metrics}");
+    // Check needs no model: the guard is all there.
+    let check = client
+        .check(lethe::proto::CheckRequest { text: PASSAGE.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(check.matched && check.matches[0].forget_set == "people", "{check:?}");
 
     // /v1/models lists only what the upstream lists (after its first probe).
     let listed = {
