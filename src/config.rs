@@ -293,6 +293,9 @@ pub struct ServeArgs {
     /// served here. Several engines: `[[upstream]]` tables in the config file.
     #[arg(long, env = "LETHE_UPSTREAM")]
     pub upstream: Option<String>,
+    /// PEM CA bundle that verifies an https:// --upstream (its tls_ca_file).
+    #[arg(long, env = "LETHE_UPSTREAM_TLS_CA_FILE")]
+    pub upstream_tls_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -373,8 +376,16 @@ impl Config {
             cfg.http_listen = Some(addr);
         }
         if let Some(url) = &args.upstream {
-            cfg.upstream.push(UpstreamConfig { url: url.clone(), ..Default::default() });
+            cfg.upstream.push(UpstreamConfig {
+                url: url.clone(),
+                tls_ca_file: args.upstream_tls_ca_file.clone(),
+                ..Default::default()
+            });
         }
+        anyhow::ensure!(
+            args.upstream_tls_ca_file.is_none() || args.upstream.is_some(),
+            "--upstream-tls-ca-file is the CA of --upstream: give both (an [[upstream]] table has its own tls_ca_file)"
+        );
         if let Some(n) = args.hold_back_words {
             cfg.guard.hold_back_words = n;
         }
@@ -555,6 +566,17 @@ mod tests {
         let err = load("[[upstream]]\nname = \"x\"\nurl = \"http://a/v1\"\ntls_ca_file = \"ca.pem\"\n")
             .unwrap_err();
         assert!(format!("{err:#}").contains("https://"), "{err:#}");
+        let flag = ServeArgs {
+            upstream: Some("https://engine:8443/v1".into()),
+            upstream_tls_ca_file: Some("ca.pem".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::load(&flag).unwrap().upstream[0].tls_ca_file.as_deref(),
+            Some(Path::new("ca.pem"))
+        );
+        let alone = ServeArgs { upstream_tls_ca_file: Some("ca.pem".into()), ..Default::default() };
+        assert!(Config::load(&alone).is_err());
         let ok =
             load("[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\ntls_ca_file = \"ca.pem\"\n").unwrap();
         assert_eq!(ok.upstream[0].tls_ca_file.as_deref(), Some(Path::new("ca.pem")));
