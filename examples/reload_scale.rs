@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
         let cfg = GuardConfig { embedder: None, ..Default::default() };
         let live = Arc::new(Live::start(
             cfg,
-            model.clone(),
+            Some(model.clone()),
             embedder.clone(),
             Some(dir.path()),
             Default::default(),

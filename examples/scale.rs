@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let cfg = GuardConfig { embedder: None, ..Default::default() };
     let live = Arc::new(Live::start(
         cfg,
-        model,
+        Some(model),
         embedder,
         Some(dir.path()),
         Default::default(),

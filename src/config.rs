@@ -9,6 +9,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The model served when none is configured and no upstream is.
+pub const DEFAULT_MODEL: &str = "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -16,8 +19,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Prometheus `/metrics` listen address.
     pub metrics_listen: SocketAddr,
-    /// GGUF model file to serve.
-    pub model: PathBuf,
+    /// GGUF model file to serve. Unset: the default SmolLM2 file, unless upstreams are
+    /// configured, in which case no local model is loaded (see [`Config::model_path`]).
+    pub model: Option<PathBuf>,
     /// Weight format the model is served in.
     pub served_format: ServedFormat,
     /// Generations that run at once; more wait in the queue.
@@ -86,8 +90,13 @@ pub struct Config {
 pub struct UpstreamConfig {
     /// The `upstream` metric label and the name in logs.
     pub name: String,
-    /// Base URL of its OpenAI API, as an OpenAI client's base_url: `http://host:8000/v1`.
+    /// Base URL of its OpenAI API, as an OpenAI client's base_url: `http://host:8000/v1`, or
+    /// `https://...` with `tls_ca_file`.
     pub url: String,
+    /// PEM file of the CA certificates that may sign an `https://` upstream's certificate
+    /// (required for `https://`; the system's bundle, e.g. /etc/ssl/certs/ca-certificates.crt,
+    /// trusts the public CAs).
+    pub tls_ca_file: Option<PathBuf>,
     /// Model ids routed to it. Empty: every model id the server does not serve itself.
     pub models: Vec<String>,
     /// File holding the key Lethe presents to it (`authorization: Bearer`).
@@ -118,6 +127,7 @@ impl Default for UpstreamConfig {
         Self {
             name: "upstream".into(),
             url: String::new(),
+            tls_ca_file: None,
             models: Vec::new(),
             api_key_file: None,
             connect_timeout_secs: 5.0,
@@ -143,7 +153,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:50051".parse().expect("valid literal"),
             metrics_listen: "127.0.0.1:9464".parse().expect("valid literal"),
-            model: PathBuf::from("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            model: None,
             served_format: ServedFormat::default(),
             max_concurrent_generations: 2,
             max_queued_requests: 16,
@@ -187,7 +197,8 @@ pub struct ServeArgs {
     /// Prometheus /metrics listen address [default: 127.0.0.1:9464].
     #[arg(long, env = "LETHE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// GGUF model file [default: models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf].
+    /// GGUF model file [default: models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, or none
+    /// when an upstream is configured].
     #[arg(long, env = "LETHE_MODEL")]
     pub model: Option<PathBuf>,
     /// Weight format to serve in [default: q8_0].
@@ -282,6 +293,9 @@ pub struct ServeArgs {
     /// served here. Several engines: `[[upstream]]` tables in the config file.
     #[arg(long, env = "LETHE_UPSTREAM")]
     pub upstream: Option<String>,
+    /// PEM CA bundle that verifies an https:// --upstream (its tls_ca_file).
+    #[arg(long, env = "LETHE_UPSTREAM_TLS_CA_FILE")]
+    pub upstream_tls_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -305,7 +319,6 @@ impl Config {
         overlay!(
             listen,
             metrics_listen,
-            model,
             served_format,
             max_concurrent_generations,
             max_queued_requests,
@@ -330,6 +343,9 @@ impl Config {
             if flag.is_some() {
                 field.clone_from(flag);
             }
+        }
+        if let Some(path) = &args.model {
+            cfg.model = Some(path.clone());
         }
         if let Some(dir) = &args.data_dir {
             cfg.data_dir = Some(dir.clone());
@@ -360,13 +376,33 @@ impl Config {
             cfg.http_listen = Some(addr);
         }
         if let Some(url) = &args.upstream {
-            cfg.upstream.push(UpstreamConfig { url: url.clone(), ..Default::default() });
+            cfg.upstream.push(UpstreamConfig {
+                url: url.clone(),
+                tls_ca_file: args.upstream_tls_ca_file.clone(),
+                ..Default::default()
+            });
         }
+        anyhow::ensure!(
+            args.upstream_tls_ca_file.is_none() || args.upstream.is_some(),
+            "--upstream-tls-ca-file is the CA of --upstream: give both (an [[upstream]] table has its own tls_ca_file)"
+        );
         if let Some(n) = args.hold_back_words {
             cfg.guard.hold_back_words = n;
         }
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The model file this server loads. A server that only guards upstream engines should
+    /// not spend the memory and start-up time of a generator it never runs: with `model`
+    /// unset (no `model` key, no `--model` / `LETHE_MODEL`) and at least one upstream, there is
+    /// no local model. Without upstreams, an unset `model` is the shipped SmolLM2 file.
+    pub fn model_path(&self) -> Option<PathBuf> {
+        match (&self.model, self.upstream.is_empty()) {
+            (Some(path), _) => Some(path.clone()),
+            (None, true) => Some(PathBuf::from(DEFAULT_MODEL)),
+            (None, false) => None,
+        }
     }
 
     /// Threads for candle's quantized matrix products. candle runs them on one process-wide
@@ -423,9 +459,20 @@ impl Config {
                 !u.name.is_empty() && u.name.len() <= 64 && u.name != "local",
                 "an [[upstream]] name must be 1 to 64 characters and not \"local\""
             );
+            let https = u.url.starts_with("https://");
             anyhow::ensure!(
-                u.url.starts_with("http://"),
-                "upstream {:?}: url must be an http:// base URL such as http://host:8000/v1 (TLS to upstreams is not built in: use a local sidecar or a plaintext cluster address)",
+                https || u.url.starts_with("http://"),
+                "upstream {:?}: url must be an http:// or https:// base URL such as http://host:8000/v1",
+                u.name
+            );
+            anyhow::ensure!(
+                !https || u.tls_ca_file.is_some(),
+                "upstream {:?}: an https:// url needs tls_ca_file, the PEM CA bundle to verify the engine's certificate with (the system's, e.g. /etc/ssl/certs/ca-certificates.crt, for a public CA)",
+                u.name
+            );
+            anyhow::ensure!(
+                https || u.tls_ca_file.is_none(),
+                "upstream {:?}: tls_ca_file is set but the url is http:// (plaintext): use https://",
                 u.name
             );
             u.url.parse::<http::Uri>().with_context(|| format!("upstream {:?}: url {:?}", u.name, u.url))?;
@@ -502,10 +549,37 @@ mod tests {
         assert_eq!((cfg.upstream[0].name.as_str(), cfg.upstream[0].mask_as), ("vllm", MaskAs::Monitor));
         assert_eq!(cfg.upstream[1].name, "upstream");
         assert_eq!(cfg.upstream[1].first_byte_timeout_secs, 120.0);
+        assert_eq!(cfg.model_path(), None, "upstreams and no model: no local model");
+        let with_model =
+            ServeArgs { config: Some(path.clone()), model: Some("m.gguf".into()), ..Default::default() };
+        assert_eq!(Config::load(&with_model).unwrap().model_path(), Some(PathBuf::from("m.gguf")));
+        assert_eq!(Config::default().model_path(), Some(PathBuf::from(DEFAULT_MODEL)));
 
-        std::fs::write(&path, "[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\n").unwrap();
-        let err = Config::load(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        let load = |toml: &str| {
+            std::fs::write(&path, toml).unwrap();
+            Config::load(&ServeArgs { config: Some(path.clone()), ..Default::default() })
+        };
+        let err = load("[[upstream]]\nname = \"x\"\nurl = \"ftp://a/v1\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("http://"), "{err:#}");
+        let err = load("[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("tls_ca_file"), "{err:#}");
+        let err = load("[[upstream]]\nname = \"x\"\nurl = \"http://a/v1\"\ntls_ca_file = \"ca.pem\"\n")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("https://"), "{err:#}");
+        let flag = ServeArgs {
+            upstream: Some("https://engine:8443/v1".into()),
+            upstream_tls_ca_file: Some("ca.pem".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::load(&flag).unwrap().upstream[0].tls_ca_file.as_deref(),
+            Some(Path::new("ca.pem"))
+        );
+        let alone = ServeArgs { upstream_tls_ca_file: Some("ca.pem".into()), ..Default::default() };
+        assert!(Config::load(&alone).is_err());
+        let ok =
+            load("[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\ntls_ca_file = \"ca.pem\"\n").unwrap();
+        assert_eq!(ok.upstream[0].tls_ca_file.as_deref(), Some(Path::new("ca.pem")));
     }
 
     #[test]

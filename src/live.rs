@@ -37,8 +37,10 @@ pub enum ChangeError {
 
 /// What one request is served with: the model and the forget index built for its tokenizer,
 /// swapped together so a request never pairs a model with another model's token filter.
+/// `model` is `None` on a server that only guards upstream engines (`Config::model_path`):
+/// its index has no token filter, so decode-time masking does not exist there.
 pub struct Snapshot {
-    pub model: Arc<Model>,
+    pub model: Option<Arc<Model>>,
     pub guard: Arc<Guard>,
 }
 
@@ -64,7 +66,7 @@ impl Live {
     /// and builds the first snapshot. Any error here stops the server from starting.
     pub fn start(
         cfg: GuardConfig,
-        model: Arc<Model>,
+        model: Option<Arc<Model>>,
         embedder: Option<Arc<Embedder>>,
         data_dir: Option<&std::path::Path>,
         store_mode: StoreMode,
@@ -77,7 +79,8 @@ impl Live {
         };
         let started = Instant::now();
         let deriver = Deriver::new(&cfg, embedder);
-        let guard = build(&cfg, &model, &deriver, &file_entries, store.as_ref().map(Store::sets), 1)?;
+        let guard =
+            build(&cfg, model.as_deref(), &deriver, &file_entries, store.as_ref().map(Store::sets), 1)?;
         let live = Self {
             snapshot: ArcSwap::from_pointee(Snapshot { model, guard: Arc::new(guard) }),
             cfg,
@@ -100,7 +103,8 @@ impl Live {
         self.snapshot.load().guard.clone()
     }
 
-    pub fn model(&self) -> Arc<Model> {
+    /// The served model; `None` when this server only forwards to upstreams.
+    pub fn model(&self) -> Option<Arc<Model>> {
         self.snapshot.load().model.clone()
     }
 
@@ -109,8 +113,9 @@ impl Live {
         self.snapshot.store(Arc::new(Snapshot { model: self.model(), guard: Arc::new(guard) }));
     }
 
-    /// Swaps in another model: the forget index is rebuilt for its tokenizer first, then both
-    /// are swapped at once; requests in flight finish on the old pair.
+    /// Swaps in another model (on a server without one, the first): the forget index is
+    /// rebuilt for its tokenizer first, then both are swapped at once; requests in flight
+    /// finish on the old pair.
     pub async fn swap_model(self: &Arc<Self>, model: Arc<Model>) -> Result<u64, ChangeError> {
         let w = self.writer.lock().await;
         let started = Instant::now();
@@ -119,14 +124,14 @@ impl Live {
         let store_sets = w.store.as_ref().map(|s| s.sets().clone());
         let new_model = model.clone();
         let built = tokio::task::spawn_blocking(move || {
-            build(&this.cfg, &new_model, &this.deriver, &file_entries, store_sets.as_ref(), version)
+            build(&this.cfg, Some(&new_model), &this.deriver, &file_entries, store_sets.as_ref(), version)
         })
         .await
         .map_err(|e| ChangeError::Failed(format!("snapshot build aborted: {e}")))?
         .map_err(|e| ChangeError::Failed(format!("building the snapshot for the new model failed: {e:#}")))?;
         let mut w = w;
         w.version = version;
-        self.snapshot.store(Arc::new(Snapshot { model, guard: Arc::new(built) }));
+        self.snapshot.store(Arc::new(Snapshot { model: Some(model), guard: Arc::new(built) }));
         self.record(started, None);
         Ok(version)
     }
@@ -160,7 +165,7 @@ impl Live {
         let built = tokio::task::spawn_blocking(move || -> Result<(Mutation, Guard)> {
             let m = match this.store_mode {
                 StoreMode::Text => m,
-                StoreMode::Fingerprints => m.seal(|e| this.deriver.seal(e, &model))?,
+                StoreMode::Fingerprints => m.seal(|e| this.deriver.seal(e, model.as_deref()))?,
             };
             // Entries new to the list only need indexing of their own; anything else (a
             // replaced or removed entry, a policy change) rebuilds the snapshot whole.
@@ -175,13 +180,15 @@ impl Live {
             let cfg = effective_config(&this.cfg, Some(&next));
             let grown = match added {
                 Some(added) => {
-                    this.current().with_added(&added, &cfg, Some(&model), &this.deriver, version)?
+                    this.current().with_added(&added, &cfg, model.as_deref(), &this.deriver, version)?
                 }
                 None => None,
             };
             let guard = match grown {
                 Some(guard) => guard,
-                None => build(&this.cfg, &model, &this.deriver, &file_entries, Some(&next), version)?,
+                None => {
+                    build(&this.cfg, model.as_deref(), &this.deriver, &file_entries, Some(&next), version)?
+                }
             };
             Ok((m, guard))
         })
@@ -228,7 +235,8 @@ impl Live {
                      list on purpose, leave a `#` comment line in the file"
                 );
             }
-            let guard = build(&this.cfg, &model, &this.deriver, &entries, store_sets.as_ref(), version)?;
+            let guard =
+                build(&this.cfg, model.as_deref(), &this.deriver, &entries, store_sets.as_ref(), version)?;
             Ok((entries, guard))
         })
         .await?;
@@ -323,7 +331,7 @@ impl SetSummary {
 /// Builds a snapshot from file entries and stored sets; a set in both is an error.
 fn build(
     cfg: &GuardConfig,
-    model: &Model,
+    model: Option<&Model>,
     deriver: &Deriver,
     file_entries: &[Entry],
     store: Option<&Sets>,
@@ -339,7 +347,7 @@ fn build(
             entries.extend(set.entries.values().cloned());
         }
     }
-    Guard::build_with(&entries, &effective_config(cfg, store), Some(model), deriver, version)
+    Guard::build_with(&entries, &effective_config(cfg, store), model, deriver, version)
 }
 
 /// The guard configuration with the policies of stored sets.

@@ -126,7 +126,7 @@ pub fn install(listen: SocketAddr) -> Result<()> {
     );
     describe_counter!(
         LEAKS,
-        "Forgotten content that reached a client, by forget set and reason: monitor, mask (text still matched after masking), late_block (matched after part was streamed), audit (found only by the exact audit)."
+        "Forgotten content that reached a client, by source (upstream: local or an upstream's name), forget set and reason: monitor, mask (text still matched after masking), late_block (matched after part was streamed), audit (found only by the exact audit)."
     );
     describe_histogram!(
         HOLDBACK,
@@ -262,6 +262,7 @@ pub fn http_request(route: &'static str, status: u16, elapsed: Duration) {
 
 /// An upstream's series exist at 0 from the start (its name comes from the config).
 pub fn upstream_configured(upstream: &str) {
+    leak_source(upstream);
     for outcome in OUTCOMES {
         counter!(GENERATIONS, "upstream" => upstream.to_string(), "outcome" => outcome).increment(0);
     }
@@ -328,19 +329,56 @@ pub fn reloaded<'a>(
     gauge!(CONTENT_FINGERPRINT).set(fingerprint as f64);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     gauge!(LAST_RELOAD).set(now.as_secs_f64());
+    let mut sets = Vec::new();
     for (set, count) in entries {
-        // Leak counters exist at 0 before the first leak, so `increase()` sees that leak.
-        for reason in LEAK_REASONS {
-            counter!(LEAKS, "forget_set" => set.to_string(), "reason" => reason).increment(0);
-        }
+        sets.push(set.to_string());
         gauge!(FORGET_ENTRIES, "forget_set" => set.to_string()).set(count as f64);
     }
+    with_leak_series(|series| series.sets.extend(sets));
 }
 
 pub const LEAK_REASONS: [&str; 4] = ["monitor", "mask", "late_block", "audit"];
 
-pub fn leak(set: &str, reason: &'static str) {
-    counter!(LEAKS, "forget_set" => set.to_string(), "reason" => reason).increment(1);
+/// Forgotten content of `set` reached a client of `upstream` (`local` for the served model, or
+/// a configured upstream's name).
+pub fn leak(upstream: &str, set: &str, reason: &'static str) {
+    counter!(LEAKS, "upstream" => upstream.to_string(), "forget_set" => set.to_string(), "reason" => reason)
+        .increment(1);
+}
+
+/// The sources (`local`, upstream names) and forget sets known so far. Leak counters exist at
+/// 0 for every pair before the first leak, so `increase()` sees that leak; sources and sets
+/// become known at different times of the start (and sets on every reload).
+struct LeakSeries {
+    sources: std::collections::BTreeSet<String>,
+    sets: std::collections::BTreeSet<String>,
+}
+
+static LEAK_SERIES: std::sync::Mutex<LeakSeries> = std::sync::Mutex::new(LeakSeries {
+    sources: std::collections::BTreeSet::new(),
+    sets: std::collections::BTreeSet::new(),
+});
+
+/// Registers a source or sets, then makes sure every known pair has its zero counters.
+fn with_leak_series(change: impl FnOnce(&mut LeakSeries)) {
+    let mut series = LEAK_SERIES.lock().unwrap_or_else(|e| e.into_inner());
+    change(&mut series);
+    for source in &series.sources {
+        for set in &series.sets {
+            for reason in LEAK_REASONS {
+                counter!(LEAKS, "upstream" => source.clone(), "forget_set" => set.clone(), "reason" => reason)
+                    .increment(0);
+            }
+        }
+    }
+}
+
+/// A source of generations (`local` when a model is served, or an upstream): its leak
+/// counters exist at 0 from now on.
+fn leak_source(source: &str) {
+    with_leak_series(|series| {
+        series.sources.insert(source.to_string());
+    });
 }
 
 pub fn guard_layer(layer: &'static str, d: Duration) {
@@ -366,6 +404,7 @@ pub fn audit_dropped() {
 /// Marks the served model; after a swap the previous model's series drops to 0, so `== 1`
 /// selects exactly the model being served.
 pub fn model_info(name: &str, served_format: &str) {
+    leak_source("local");
     static SERVED: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
     let mut served = SERVED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((name, format)) = served.take() {

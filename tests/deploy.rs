@@ -96,7 +96,8 @@ fn fetched_model_files() -> Vec<String> {
 /// The model and embedder of a config live where the image puts the fetched models.
 fn assert_models_are_in_the_image(cfg: &Config, what: &str) {
     let fetched = fetched_model_files();
-    let model = cfg.model.to_str().unwrap();
+    let model = cfg.model_path().expect("the image serves a model");
+    let model = model.to_str().unwrap();
     let model = model.strip_prefix(IMAGE_MODELS).unwrap_or_else(|| panic!("{what}: model {model}"));
     assert!(fetched.iter().any(|f| f == model), "{what}: {model} is not fetched by fetch-models.sh");
     let embedder = cfg.guard.embedder.as_ref().expect("the semantic layer is on").to_str().unwrap();

@@ -260,6 +260,8 @@ async fn fake_engine(listener: tokio::net::TcpListener, seen: tokio::sync::mpsc:
                     events.push("data: {\"error\":{\"message\":\"engine fell over\",\"code\":500}}\n\n".into());
                     (ok.into(), events)
                 }
+                // One chunk, then silence until Lethe closes the connection (below).
+                "stall" => (ok.into(), vec![format!("data: {}\n\n", chat_chunk("Thinking "))]),
                 "earlydone" => (ok.into(), vec![format!("data: {}\n\n", chat_chunk("Cut short ")), "data: [DONE]\n\n".into()]),
                 "busy" => ("HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into(), vec![]),
                 "badkey" => ("HTTP/1.1 401 Unauthorized\r\ncontent-length: 31\r\nconnection: close\r\n\r\n{\"detail\":\"Invalid API key\"}   ".into(), vec![]),
@@ -295,6 +297,12 @@ async fn fake_engine(listener: tokio::net::TcpListener, seen: tokio::sync::mpsc:
                     report.closed_at = Some(Instant::now());
                     report.unsent = events.len() - i;
                     break;
+                }
+            }
+            if script == "stall" && report.closed_at.is_none() {
+                tokio::select! {
+                    _ = rd.read(&mut buf) => report.closed_at = Some(Instant::now()),
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                 }
             }
             let _ = seen.send(report);
@@ -518,4 +526,338 @@ async fn upstream_mode_guards_a_scripted_engine() {
     assert!(!metrics.contains("big-model"), "a client-supplied model id became a label");
     assert_eq!(value(&["lethe_upstream_up", "upstream=\"fake\""]), 1.0, "{metrics}");
     assert!(!server.logs().contains("Venkataraman"), "forgotten text in the logs");
+}
+
+/// A server started with only `--upstream` (no `--model`, no `model` key) loads no generator,
+/// though the default model file is present: it serves `/v1` through the upstream and guards
+/// it, refuses requests for a local model with an actionable error, and can be given a model
+/// later by ReloadModel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_only_an_upstream_loads_no_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine_addr = engine.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(fake_engine(engine, seen_tx));
+
+    // A `mask` set: without a local model nothing can be masked, so it blocks the upstream.
+    let list = dir.path().join("forget.jsonl");
+    let entry = json!({"id": "bio-1", "set": "people", "kind": "document", "text": PASSAGE});
+    std::fs::write(&list, format!("{entry}\n")).unwrap();
+    let config = dir.path().join("lethe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guard]\nforget = {:?}\n[guard.sets.people]\naction = \"mask\"\n",
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let upstream = format!("http://{engine_addr}/v1");
+    let server = Server::start_without_model(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--upstream",
+        &upstream,
+        "--http-listen",
+        &http,
+        "--no-semantic",
+    ])
+    .await;
+    assert!(server.logs().contains("no local model"), "{}", server.logs());
+
+    // No local model: GetModelInfo says so, and so does a request that names no model.
+    let mut client = server.client().await;
+    let info = client.get_model_info(lethe::proto::GetModelInfoRequest {}).await.unwrap_err();
+    assert_eq!(info.code(), tonic::Code::FailedPrecondition, "{info:?}");
+    assert!(info.message().contains("no local model"), "{}", info.message());
+    let local = client.generate(common::greedy("Hello", 4)).await.unwrap_err();
+    assert_eq!(local.code(), tonic::Code::FailedPrecondition, "{local:?}");
+    assert!(local.message().contains("--model"), "{}", local.message());
+    let metrics = scrape(&server.metrics_addr);
+    assert!(!metrics.contains("lethe_model_info"), "a model was announced:\n{metrics}");
+    // Check needs no model: the guard is all there.
+    let check = client
+        .check(lethe::proto::CheckRequest { text: PASSAGE.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(check.matched && check.matches[0].forget_set == "people", "{check:?}");
+
+    // /v1/models lists only what the upstream lists (after its first probe).
+    let listed = {
+        let mut tries = 0;
+        loop {
+            let addr = http.clone();
+            let models = blocking(move || get(&addr, "/v1/models", None)).await.json();
+            let ids: Vec<String> = models["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_string())
+                .collect();
+            tries += 1;
+            if !ids.is_empty() || tries == 100 {
+                break ids;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(listed, ["big-model"]);
+
+    let ask = |script: &'static str, model: Option<&'static str>| {
+        let addr = http.clone();
+        blocking(move || {
+            let mut body = json!({"stream": true, "max_tokens": 500,
+                                  "messages": [{"role": "user", "content": format!("please {script}")}]});
+            if let Some(model) = model {
+                body["model"] = json!(model);
+            }
+            post(&addr, "/v1/chat/completions", None, &body)
+        })
+    };
+    let served = ask("quirks", Some("big-model")).await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    let text: String = served
+        .events()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, "Tomatoes like sun, water and patience.");
+    seen.recv().await.unwrap();
+
+    // The guard works without a model's tokenizer; the mask set blocks.
+    let blocked = ask("passage", Some("big-model")).await;
+    assert_eq!(blocked.status, 200, "{}", blocked.body);
+    let chunks: Vec<Value> = blocked.events().iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(longest_shared_run(&text, PASSAGE) < 8, "delivered {text:?}");
+    let finish = chunks.iter().find(|c| c["choices"][0]["finish_reason"].is_string()).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "content_filter");
+    assert!(seen.recv().await.unwrap().closed_at.is_some());
+
+    // A request without a model has nowhere to go: a 400 naming the field.
+    let no_model = ask("quirks", None).await;
+    let error = no_model.json();
+    assert_eq!(no_model.status, 400, "{error}");
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["param"].as_str()),
+        (Some("no_local_model"), Some("model"))
+    );
+
+    // ReloadModel still works: it gives the server its first local model.
+    let model = tiny_model(dir.path());
+    let mut admin = lethe::proto::forget_admin_client::ForgetAdminClient::new(server.channel().await);
+    let reloaded = admin
+        .reload_model(lethe::proto::ReloadModelRequest { path: model.to_str().unwrap().into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let info = client.get_model_info(lethe::proto::GetModelInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.name, reloaded.name);
+    client.generate(common::greedy("Hello", 4)).await.unwrap();
+    assert!(!server.logs().contains("Venkataraman"), "forgotten text in the logs");
+}
+
+/// A CA certificate (PEM) and its issuer, made by rcgen as tests/tls.rs does.
+fn test_ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.distinguished_name.push(DnType::CommonName, name);
+    rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// Terminates TLS (a certificate for 127.0.0.1 that `ca` signed) on `listener` and relays each
+/// connection to the plaintext fake engine at `engine`: an HTTPS engine with the same scripts.
+async fn tls_front(
+    listener: tokio::net::TcpListener,
+    engine: std::net::SocketAddr,
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+) {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, ca).unwrap();
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends here.
+                let Ok(mut tls) = acceptor.accept(sock).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(engine).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+}
+
+/// `https://` upstreams: verified against their `tls_ca_file`, guarded as plaintext ones are,
+/// and one whose certificate the CA file does not vouch for is unreachable (502), never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_against_their_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine_addr = engine.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(fake_engine(engine, seen_tx));
+    let (authority, rogue) = (test_ca("Engine CA"), test_ca("Rogue CA"));
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    tls_front(front, engine_addr, &authority).await;
+    let (ca, rogue_ca) = (dir.path().join("ca.pem"), dir.path().join("rogue.pem"));
+    std::fs::write(&ca, authority.pem()).unwrap();
+    std::fs::write(&rogue_ca, rogue.pem()).unwrap();
+
+    let list = dir.path().join("forget.jsonl");
+    let entry = json!({"id": "bio-1", "set": "people", "kind": "document", "text": PASSAGE});
+    // A watched term the quirks script says: a leak, counted by the upstream it came from.
+    let term = json!({"id": "t-1", "set": "watched", "kind": "term", "text": "patience"});
+    std::fs::write(&list, format!("{entry}\n{term}\n")).unwrap();
+    let config = dir.path().join("lethe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guard]\nforget = {list:?}\n[guard.sets.watched]\naction = \"monitor\"\n\n[[upstream]]\nname = \"secure\"\nurl = \"https://{front_addr}/v1\"\nmodels = [\"big-model\"]\ntls_ca_file = {ca:?}\n\n[[upstream]]\nname = \"mistrusted\"\nurl = \"https://{front_addr}/v1\"\nmodels = [\"other-model\"]\ntls_ca_file = {rogue_ca:?}\n",
+            list = list.display().to_string(),
+            ca = ca.display().to_string(),
+            rogue_ca = rogue_ca.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_without_model(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--http-listen",
+        &http,
+        "--no-semantic",
+    ])
+    .await;
+
+    let ask = |script: &'static str, model: &'static str| {
+        let addr = http.clone();
+        blocking(move || {
+            post(
+                &addr,
+                "/v1/chat/completions",
+                None,
+                &json!({"model": model, "stream": true, "max_tokens": 500,
+                        "messages": [{"role": "user", "content": format!("please {script}")}]}),
+            )
+        })
+    };
+    let served = ask("quirks", "big-model").await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    let text: String = served
+        .events()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, "Tomatoes like sun, water and patience.");
+    assert_eq!(seen.recv().await.unwrap().request["model"], "big-model");
+
+    // Over TLS too the block closes the engine's connection early.
+    let blocked = ask("passage", "big-model").await;
+    let chunks: Vec<Value> = blocked.events().iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(longest_shared_run(&text, PASSAGE) < 8, "delivered {text:?}");
+    let finish = chunks.iter().find(|c| c["choices"][0]["finish_reason"].is_string()).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "content_filter");
+    let report = seen.recv().await.unwrap();
+    assert!(report.closed_at.is_some() && report.unsent > 300, "{report:?}");
+
+    // A certificate the CA file did not sign: unreachable, and nothing reached the engine.
+    let refused = ask("quirks", "other-model").await;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "upstream_unavailable");
+    assert!(seen.try_recv().is_err(), "a request went to an engine whose certificate is not trusted");
+
+    // The probes see the same: up over TLS, down where the certificate is not trusted.
+    let mut metrics = scrape(&server.metrics_addr);
+    for _ in 0..100 {
+        if metric_value(&metrics, &["lethe_upstream_up", "upstream=\"secure\""]) == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = scrape(&server.metrics_addr);
+    }
+    assert_eq!(metric_value(&metrics, &["lethe_upstream_up", "upstream=\"secure\""]), 1.0, "{metrics}");
+    let mistrusted = |l: &&str| l.starts_with("lethe_upstream_up") && l.contains("upstream=\"mistrusted\"");
+    assert!(metrics.lines().any(|l| mistrusted(&l)), "{metrics}");
+    assert_eq!(metric_value(&metrics, &["lethe_upstream_up", "upstream=\"mistrusted\""]), 0.0, "{metrics}");
+    assert!(server.logs().contains("TLS handshake"), "{}", server.logs());
+    let leaks = |upstream: &str, set: &str| {
+        let (upstream, set) = (format!("upstream=\"{upstream}\""), format!("forget_set=\"{set}\""));
+        metric_value(&metrics, &["lethe_leaks_total", &upstream, &set, "reason=\"monitor\""])
+    };
+    assert_eq!(leaks("secure", "watched"), 1.0, "{metrics}");
+    assert_eq!(leaks("mistrusted", "watched"), 0.0, "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("lethe_leaks_total")
+            && l.contains("upstream=\"mistrusted\"")
+            && l.contains("forget_set=\"people\"")),
+        "leak counters exist at 0 before the first leak:\n{metrics}"
+    );
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("lethe_leaks_total") && l.contains("upstream=\"local\"")),
+        "no local model, no local leak series:\n{metrics}"
+    );
+}
+
+/// A gRPC deadline reaches forwarded requests: a stalled engine's stream ends with
+/// DEADLINE_EXCEEDED (not CANCELLED, not an idle timeout a minute later), unary and streamed,
+/// and the engine's connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_deadlines_end_forwarded_requests() {
+    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let engine_addr = engine.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(fake_engine(engine, seen_tx));
+    let upstream = format!("http://{engine_addr}/v1");
+    let server = Server::start_without_model(&["--upstream", &upstream, "--no-semantic"]).await;
+    let mut client = server.client().await;
+    let stalled = || {
+        let mut request = tonic::Request::new(lethe::proto::GenerateRequest {
+            messages: vec![lethe::proto::ChatMessage { role: "user".into(), content: "please stall".into() }],
+            model: Some("big-model".into()),
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(1));
+        request
+    };
+
+    let unary = client.generate(stalled()).await.unwrap_err();
+    assert_eq!(unary.code(), tonic::Code::DeadlineExceeded, "{unary:?}");
+    assert!(seen.recv().await.unwrap().closed_at.is_some(), "the engine's connection stayed open");
+
+    let mut stream = client.generate_stream(stalled()).await.unwrap().into_inner();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), tonic::Code::DeadlineExceeded, "{ended:?}");
+    assert!(ended.message().contains("upstream"), "{}", ended.message());
+    assert!(seen.recv().await.unwrap().closed_at.is_some(), "the engine's connection stayed open");
 }

@@ -15,6 +15,8 @@ struct Job {
     text: String,
     scope: Scope,
     reported: HashSet<(u32, Layer)>,
+    /// The `upstream` label of its leaks: `local` or an upstream's configured name.
+    source: String,
 }
 
 pub struct Auditor {
@@ -45,12 +47,22 @@ impl Auditor {
 
     /// Queues a delivered output answering a prompt of `scope` (`reported`: the fast path's
     /// (entry, layer) findings).
-    pub fn submit(&self, guard: Arc<Guard>, text: String, scope: Scope, reported: HashSet<(u32, Layer)>) {
+    /// `source` is where the text came from (`local` or an upstream's name), for the leak label.
+    pub fn submit(
+        &self,
+        guard: Arc<Guard>,
+        text: String,
+        scope: Scope,
+        reported: HashSet<(u32, Layer)>,
+        source: &str,
+    ) {
         let Some(tx) = &self.tx else { return };
         if self.sample_rate < 1.0 && rand::random::<f64>() >= self.sample_rate {
             return;
         }
-        if let Err(TrySendError::Full(_)) = tx.try_send(Job { guard, text, scope, reported }) {
+        if let Err(TrySendError::Full(_)) =
+            tx.try_send(Job { guard, text, scope, reported, source: source.to_string() })
+        {
             crate::metrics::audit_dropped();
         }
     }
@@ -77,7 +89,7 @@ fn audit(job: &Job) {
         }
     }
     for set in &leaked_sets {
-        crate::metrics::leak(set, "audit");
-        tracing::warn!(forget_set = %set, "the exact audit found forgotten content the fast path missed");
+        crate::metrics::leak(&job.source, set, "audit");
+        tracing::warn!(forget_set = %set, upstream = %job.source, "the exact audit found forgotten content the fast path missed");
     }
 }

@@ -117,13 +117,14 @@ impl Deriver {
     }
 
     /// The entry as the fingerprint-only store keeps it: no text, no aliases, fingerprints
-    /// (token n-grams of documents included, so a set can later be switched to `mask`).
-    pub fn seal(&self, entry: &Entry, model: &Model) -> Result<Entry> {
+    /// (token n-grams of documents included, so a set can later be switched to `mask`; on a
+    /// server without a local model there are none, and a model loaded later refuses them).
+    pub fn seal(&self, entry: &Entry, model: Option<&Model>) -> Result<Entry> {
         if entry.fingerprints.is_some() {
             return Ok(entry.clone());
         }
         let mask = entry.kind == Kind::Document;
-        let fp = self.derive_all(&[entry], Some(model), |_| mask, false)?.remove(0);
+        let fp = self.derive_all(&[entry], model, |_| mask, false)?.remove(0);
         Ok(Entry {
             id: entry.id.clone(),
             set: entry.set.clone(),

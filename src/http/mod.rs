@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use openai::{Kind, Reply};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -160,11 +160,14 @@ async fn models(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
     let started = Instant::now();
     let result = http.authorize(&headers).map(|()| {
         let state = http.service.state();
-        let local = state.live.model();
-        let mut data =
-            vec![json!({"id": local.info.name, "object": "model", "created": 0, "owned_by": "lethe"})];
+        // No local model on a server that only guards upstreams: their models only.
+        let local = state.live.model().map(|m| m.info.name.clone());
+        let mut data: Vec<Value> = local
+            .iter()
+            .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "lethe"}))
+            .collect();
         for (id, upstream) in state.upstreams.models() {
-            if id == local.info.name {
+            if local.as_ref() == Some(&id) {
                 continue;
             }
             data.push(json!({"id": id, "object": "model", "created": 0, "owned_by": upstream}));

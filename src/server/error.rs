@@ -39,6 +39,12 @@ pub enum Error {
     BadRequest { param: Option<String>, message: String },
     #[error("the model {0:?} is not served here (GET /v1/models lists the models)")]
     UnknownModel(String),
+    /// A request for the served model on a server that loads none (it only guards upstreams).
+    #[error(
+        "this server loads no local model (`model` is unset and upstreams are configured): set the request's \
+         `model` to a model of an upstream (GET /v1/models lists them), or start the server with --model"
+    )]
+    NoLocalModel,
     #[error("no route {0:?}: the API is /v1/chat/completions, /v1/completions, /v1/models and /health")]
     NoRoute(String),
     #[error(transparent)]
@@ -121,6 +127,7 @@ impl Error {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::BadRequest { .. } => Code::InvalidArgument,
             Error::UnknownModel(_) | Error::NoRoute(_) => Code::NotFound,
+            Error::NoLocalModel => Code::FailedPrecondition,
             Error::Draining => Code::Unavailable,
             Error::Upstream(e) => match e {
                 UpstreamError::Rejected { status: 404, .. } => Code::NotFound,
@@ -154,6 +161,7 @@ impl Error {
             Error::Unauthenticated(_) => (401, "authentication_error", Some("invalid_api_key"), None),
             Error::UnknownModel(_) => (404, "invalid_request_error", Some("model_not_found"), None),
             Error::NoRoute(_) => (404, "invalid_request_error", Some("unknown_url"), None),
+            Error::NoLocalModel => (400, "invalid_request_error", Some("no_local_model"), None),
             Error::Draining => (503, "server_error", Some("draining"), Some(1)),
             Error::Upstream(e) => match e {
                 UpstreamError::Unreachable(_) => (502, "upstream_error", Some("upstream_unavailable"), None),
@@ -173,7 +181,7 @@ impl Error {
         let param = match self {
             Error::BadRequest { param, .. } => param.clone(),
             Error::Invalid(v) => validation_param(v).map(String::from),
-            Error::UnknownModel(_) => Some("model".into()),
+            Error::UnknownModel(_) | Error::NoLocalModel => Some("model".into()),
             _ => None,
         };
         HttpError {
@@ -223,6 +231,7 @@ mod tests {
             (Error::Change(ChangeError::Failed("disk".into())), Code::Internal),
             (Error::Reload(ReloadError::NotAFile("/x".into())), Code::InvalidArgument),
             (Error::Unauthenticated("a token"), Code::Unauthenticated),
+            (Error::NoLocalModel, Code::FailedPrecondition),
         ];
         for (error, code) in cases {
             let message = error.to_string();
@@ -235,6 +244,8 @@ mod tests {
         let bad = http(Error::Invalid(ValidationError::TopP(2.0)));
         assert_eq!((bad.status, bad.param.as_deref()), (400, Some("top_p")));
         assert_eq!(http(Error::UnknownModel("x".into())).status, 404);
+        let no_local = http(Error::NoLocalModel);
+        assert_eq!((no_local.status, no_local.param.as_deref()), (400, Some("model")));
         assert_eq!(http(Error::Unauthenticated("a token")).status, 401);
         assert_eq!(http(Error::GuardFailedClosed).status, 500);
         assert_eq!((http(Error::Draining).status, http(Error::Draining).retry_after), (503, Some(1)));

@@ -258,7 +258,7 @@ pub fn drive(
 
     let accounting = account(guard, &stream, blocked, suppressed);
     for (set, reason) in &accounting.leaks {
-        crate::metrics::leak(set, reason);
+        crate::metrics::leak(&label, set, reason);
     }
     let findings = accounting.findings;
     for f in &findings {
@@ -274,7 +274,7 @@ pub fn drive(
     let released = &stream.text()[..stream.released()];
     if !guard.is_empty() && !released.is_empty() {
         let reported = findings.iter().map(|f| (f.entry, f.layer)).collect();
-        audit.submit(guard.clone(), released.to_string(), scope, reported);
+        audit.submit(guard.clone(), released.to_string(), scope, reported, &label);
     }
     tracing::info!(
         request_id,

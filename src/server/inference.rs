@@ -58,18 +58,19 @@ impl InferenceService {
         req: &GenerateRequest,
         deadline: Option<Instant>,
     ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
+        let snapshot = self.state.live.snapshot();
         if let Some(model) = req.model.as_deref().filter(|m| !m.is_empty()) {
-            if model != self.state.live.model().info.name {
+            if snapshot.model.as_ref().is_none_or(|local| model != local.info.name) {
                 let upstream = self
                     .state
                     .upstreams
                     .route(model)
                     .ok_or_else(|| Error::UnknownModel(super::validate::truncate(model, 64)))?;
-                return self.forward(upstream.clone(), req);
+                return self.forward(upstream.clone(), req, deadline);
             }
         }
-        let snapshot = self.state.live.snapshot();
-        let (model, guard) = (snapshot.model.clone(), snapshot.guard.clone());
+        let model = snapshot.model.clone().ok_or(Error::NoLocalModel)?;
+        let guard = snapshot.guard.clone();
         // Chat templating and tokenization of up to max_request_bytes take CPU time: off the
         // async workers, which must keep answering health checks and other calls.
         let validating =
@@ -127,6 +128,7 @@ impl InferenceService {
         &self,
         upstream: Arc<Upstream>,
         req: &GenerateRequest,
+        deadline: Option<Instant>,
     ) -> Result<(Job, mpsc::Receiver<Event>), Error> {
         let request_id = validate_forwarded(req, &self.state.config)?;
         let slot = upstream.slot()?;
@@ -134,7 +136,13 @@ impl InferenceService {
         tracing::info!(request_id = %request_id, upstream = upstream.name(), "forwarding to upstream");
         let (tx, rx) = mpsc::channel(64);
         let (deltas_tx, deltas_rx) = mpsc::channel(64);
-        tokio::spawn(crate::upstream::client::forward(upstream.clone(), req.clone(), deltas_tx, tx.clone()));
+        tokio::spawn(crate::upstream::client::forward(
+            upstream.clone(),
+            req.clone(),
+            deadline,
+            deltas_tx,
+            tx.clone(),
+        ));
         let job = Job {
             request_id: request_id.clone(),
             model_name: req.model.clone().unwrap_or_default(),
@@ -329,7 +337,7 @@ impl Inference for InferenceService {
         &self,
         _request: Request<GetModelInfoRequest>,
     ) -> Result<Response<ModelInfo>, Status> {
-        let model = self.state.live.model();
+        let model = self.state.live.model().ok_or(Error::NoLocalModel)?;
         let info = &model.info;
         Ok(Response::new(ModelInfo {
             name: info.name.clone(),

@@ -29,15 +29,24 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 pub async fn serve(config: Config) -> Result<()> {
     crate::metrics::install(config.metrics_listen)?;
-    let model_path = config.model.clone();
-    let format = config.served_format;
-    let model = tokio::task::spawn_blocking(move || Model::load(&model_path, format))
-        .await?
-        .with_context(|| format!("loading the model {}", config.model.display()))?;
+    let model = match config.model_path() {
+        Some(path) => {
+            let format = config.served_format;
+            let shown = path.display().to_string();
+            let model = tokio::task::spawn_blocking(move || Model::load(&path, format))
+                .await?
+                .with_context(|| format!("loading the model {shown}"))?;
+            Some(Arc::new(model))
+        }
+        None => {
+            let upstreams: Vec<&str> = config.upstream.iter().map(|u| u.name.as_str()).collect();
+            tracing::info!(?upstreams, "no local model: `model` is unset and upstreams are configured, so this server only guards them");
+            None
+        }
+    };
     let tls = tls_config(&config)?;
     let admin_auth = auth::BearerAuth::new(admin_token(&config)?)
         .accepting_client_certs(config.tls_client_ca_file.is_some());
-    let model = Arc::new(model);
     let live = {
         let (config, model) = (config.clone(), model.clone());
         tokio::task::spawn_blocking(move || start_live(&config, model)).await??
@@ -51,7 +60,9 @@ pub async fn serve(config: Config) -> Result<()> {
         validating: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         upstreams: crate::upstream::Upstreams::new(&config.upstream)?,
     });
-    crate::metrics::model_info(&live.model().info.name, &live.model().info.served_format);
+    if let Some(model) = live.model() {
+        crate::metrics::model_info(&model.info.name, &model.info.served_format);
+    }
     crate::upstream::client::start_probes(&state.upstreams);
     watch_forget_files(&config, &live)?;
 
@@ -168,7 +179,7 @@ pub async fn serve(config: Config) -> Result<()> {
 }
 
 /// Loads the embedder, the forget file and the durable store, and builds the first snapshot.
-fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
+fn start_live(config: &Config, model: Option<Arc<Model>>) -> Result<Live> {
     let started = std::time::Instant::now();
     let cfg = &config.guard;
     let embedder = cfg.load_embedder().with_context(|| {

@@ -1,8 +1,9 @@
 //! One request to an upstream engine: a fresh HTTP/1.1 connection (hyper's client, already in
 //! the tree through tonic; no connection pool, so dropping the request closes the socket and
-//! the engine sees the client go), `stream: true` always, and a lenient reading of the
-//! stream, since engines differ: usage in the finish chunk, in a chunk of its own or absent;
-//! `[DONE]` present or not; errors as objects or strings; `content: null` deltas.
+//! the engine sees the client go; TLS for `https://`, `tls.rs`), `stream: true` always, and a
+//! lenient reading of the stream, since engines differ: usage in the finish chunk, in a chunk
+//! of its own or absent; `[DONE]` present or not; errors as objects or strings; `content:
+//! null` deltas.
 use super::sse::Parser;
 use super::{Delta, Upstream};
 use crate::proto::{FinishReason, GenerateRequest};
@@ -16,19 +17,30 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Forwards `req` to `upstream` and sends the text of its stream to `deltas`, until the stream
-/// ends, the guard thread drops its end of `deltas` (a block), or the client leaves
-/// (`client` closed). Returning drops the connection.
+/// ends, the guard thread drops its end of `deltas` (a block), the client leaves (`client`
+/// closed) or its `deadline` (gRPC's, taken a little early) passes. Returning drops the
+/// connection.
 pub async fn forward(
     upstream: Arc<Upstream>,
     req: GenerateRequest,
+    deadline: Option<Instant>,
     deltas: mpsc::Sender<Delta>,
     client: mpsc::Sender<Event>,
 ) {
     let _in_flight = crate::metrics::upstream_in_flight(upstream.name());
+    // The client's deadline ends the exchange with DEADLINE_EXCEEDED before tonic would cut
+    // the call off as CANCELLED (and a stream's body, which tonic's timeout does not cover).
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         r = exchange(&upstream, &req, &deltas) => r,
         _ = deltas.closed() => Ok(()),
         _ = client.closed() => Ok(()),
+        _ = expired => Err(Error::DeadlineExceeded(format!("while forwarded to upstream {}", upstream.name()))),
     };
     if let Err(e) = result {
         let _ = deltas.send(Delta::Failed(e)).await;
@@ -57,20 +69,10 @@ async fn exchange(up: &Upstream, req: &GenerateRequest, deltas: &mpsc::Sender<De
         crate::metrics::upstream_request(&name, "timeout");
         Error::Upstream(UpstreamError::Timeout { upstream: name.clone(), secs: limit })
     };
-    let tcp = tokio::time::timeout(
-        secs(cfg.connect_timeout_secs),
-        tokio::net::TcpStream::connect(up.authority.as_str()),
-    )
-    .await
-    .map_err(|_| timed_out(cfg.connect_timeout_secs))?
-    .map_err(|e| unreachable(&e.to_string()))?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+    let (mut sender, _conn) = tokio::time::timeout(secs(cfg.connect_timeout_secs), open(up))
         .await
-        .map_err(|e| unreachable(&e.to_string()))?;
-    let _conn = AbortOnDrop(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
+        .map_err(|_| timed_out(cfg.connect_timeout_secs))?
+        .map_err(|e| unreachable(&e))?;
 
     let (path, body) = request_body(req);
     let mut request = http::Request::post(format!("{}{path}", up.base_path))
@@ -169,6 +171,38 @@ async fn exchange(up: &Upstream, req: &GenerateRequest, deltas: &mpsc::Sender<De
     Ok(())
 }
 
+/// A connection to `up` (TCP, then TLS for `https://`) with an HTTP/1.1 client on it; the
+/// connection lives as long as the returned guard. The error says which step failed (an
+/// address or a certificate problem: no request text).
+async fn open(
+    up: &Upstream,
+) -> Result<(hyper::client::conn::http1::SendRequest<Full<Bytes>>, AbortOnDrop), String> {
+    let tcp = tokio::net::TcpStream::connect(up.authority.as_str()).await.map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    match &up.tls {
+        Some(tls) => {
+            let stream = tls.connect(tcp).await.map_err(|e| format!("TLS handshake: {e}"))?;
+            handshake(stream).await
+        }
+        None => handshake(tcp).await,
+    }
+}
+
+async fn handshake<T>(
+    io: T,
+) -> Result<(hyper::client::conn::http1::SendRequest<Full<Bytes>>, AbortOnDrop), String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    Ok((sender, conn))
+}
+
 /// Probes every upstream's `/v1/models` now and every 15 s after: `lethe_upstream_up`, and
 /// the ids a catch-all upstream serves (shown on Lethe's `/v1/models`).
 pub fn start_probes(upstreams: &super::Upstreams) {
@@ -192,12 +226,13 @@ pub fn start_probes(upstreams: &super::Upstreams) {
 pub async fn probe(up: &Upstream) -> Option<Vec<String>> {
     let limit = Duration::from_secs_f64(up.config.connect_timeout_secs + 10.0);
     let listed = async {
-        let tcp = tokio::net::TcpStream::connect(up.authority.as_str()).await.ok()?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.ok()?;
-        let _conn = AbortOnDrop(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
+        let (mut sender, _conn) = match open(up).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::debug!(upstream = %up.name(), error = %e, "upstream probe could not connect");
+                return None;
+            }
+        };
         let mut request = http::Request::get(format!("{}/models", up.base_path))
             .header(http::header::HOST, up.authority.as_str());
         if let Some(key) = &up.api_key {

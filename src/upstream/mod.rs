@@ -4,9 +4,11 @@
 //! guard as the served model's tokens (`server::generation::drive`). On a block the guard
 //! stops reading and the upstream connection is closed, which stops the engine early.
 //!
-//! `client.rs` speaks HTTP to the engine and parses its stream; `sse.rs` cuts events.
+//! `client.rs` speaks HTTP to the engine and parses its stream; `sse.rs` cuts events;
+//! `tls.rs` opens TLS to an `https://` engine.
 pub mod client;
 pub mod sse;
+pub mod tls;
 
 use crate::config::{MaskAs, UpstreamConfig};
 use crate::guard::Guard;
@@ -30,15 +32,26 @@ pub struct Upstream {
     listed: std::sync::RwLock<Vec<String>>,
     /// Bounds the requests forwarded at once (`max_in_flight`).
     slots: Arc<tokio::sync::Semaphore>,
+    /// TLS for an `https://` url, built once at start.
+    tls: Option<tls::Tls>,
 }
 
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Result<Self> {
         let uri: http::Uri = config.url.parse().with_context(|| format!("upstream url {:?}", config.url))?;
         let authority = uri.authority().context("the upstream url has no host")?;
+        let https = uri.scheme_str() == Some("https");
+        let tls = match (https, &config.tls_ca_file) {
+            (true, Some(ca)) => Some(
+                tls::Tls::new(ca, authority.host())
+                    .with_context(|| format!("TLS to upstream {:?}", config.name))?,
+            ),
+            (true, None) => anyhow::bail!("upstream {:?}: an https:// url needs tls_ca_file", config.name),
+            (false, _) => None,
+        };
         let authority = match authority.port_u16() {
             Some(_) => authority.to_string(),
-            None => format!("{}:80", authority.host()),
+            None => format!("{}:{}", authority.host(), if https { 443 } else { 80 }),
         };
         let base_path = uri.path().trim_end_matches('/').to_string();
         let api_key = match &config.api_key_file {
@@ -51,7 +64,7 @@ impl Upstream {
             None => None,
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
-        Ok(Self { config, authority, base_path, api_key, listed: Default::default(), slots })
+        Ok(Self { config, authority, base_path, api_key, listed: Default::default(), slots, tls })
     }
 
     pub fn name(&self) -> &str {

@@ -52,9 +52,26 @@ impl Server {
         Self::spawn_with_descriptors(model, extra, env, None)
     }
 
+    /// Starts `lethe serve EXTRA...` without `--model` (a server that only guards upstreams)
+    /// and waits until health says SERVING.
+    pub async fn start_without_model(extra: &[&str]) -> Server {
+        let mut server = Self::launch(None, extra, &[], None);
+        server.wait_serving().await;
+        server
+    }
+
     /// As `spawn`, with the process's descriptor limit (RLIMIT_NOFILE) set to `nofile`.
     pub fn spawn_with_descriptors(
         model: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Server {
+        Self::launch(Some(model), extra, env, nofile)
+    }
+
+    fn launch(
+        model: Option<&std::path::Path>,
         extra: &[&str],
         env: &[(&str, &str)],
         nofile: Option<u64>,
@@ -79,10 +96,13 @@ impl Server {
                 });
             }
         }
+        command.args(["serve", "--listen", &addr, "--metrics-listen", &metrics_addr]);
+        match model {
+            Some(model) => command.arg("--model").arg(model),
+            // An inherited LETHE_MODEL would give the server a model after all.
+            None => command.env_remove("LETHE_MODEL"),
+        };
         let child = command
-            .args(["serve", "--listen", &addr, "--metrics-listen", &metrics_addr])
-            .arg("--model")
-            .arg(model)
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
