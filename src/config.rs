@@ -52,6 +52,11 @@ pub struct Config {
     /// Directory of the durable forget store (admin API changes). Unset: the admin API can
     /// read but not change forget lists.
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL of the forget store shared by every replica (`postgres://user@host/db`),
+    /// instead of `data_dir`. Without a password in it, `database_password_file` gives one.
+    pub database_url: Option<String>,
+    /// File holding the database password.
+    pub database_password_file: Option<PathBuf>,
     /// File holding the admin bearer token (or set LETHE_ADMIN_TOKEN).
     pub admin_token_file: Option<PathBuf>,
     /// Serve ForgetAdmin on its own address instead of the inference listener.
@@ -160,6 +165,8 @@ impl Default for Config {
             log_content: false,
             guard: GuardConfig::default(),
             data_dir: None,
+            database_url: None,
+            database_password_file: None,
             admin_token_file: None,
             admin_listen: None,
             inference_token_file: None,
@@ -247,6 +254,12 @@ pub struct ServeArgs {
     /// Directory of the durable forget store (admin API changes) [default: none].
     #[arg(long, env = "LETHE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL of the forget store shared by every replica, instead of --data-dir.
+    #[arg(long, env = "LETHE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// File holding the database password (not in the URL).
+    #[arg(long, env = "LETHE_DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
     /// File holding the admin bearer token; LETHE_ADMIN_TOKEN gives the token itself.
     #[arg(long, env = "LETHE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
@@ -334,6 +347,12 @@ impl Config {
         if let Some(dir) = &args.data_dir {
             cfg.data_dir = Some(dir.clone());
         }
+        if let Some(url) = &args.database_url {
+            cfg.database_url = Some(url.clone());
+        }
+        if let Some(path) = &args.database_password_file {
+            cfg.database_password_file = Some(path.clone());
+        }
         cfg.accept_store_rollback = args.accept_store_rollback;
         if let Some(path) = &args.admin_token_file {
             cfg.admin_token_file = Some(path.clone());
@@ -413,8 +432,12 @@ impl Config {
             "tls_client_ca_file (mTLS) needs TLS: set tls_cert_file and tls_key_file too"
         );
         anyhow::ensure!(
-            self.forget_store == StoreMode::Text || self.data_dir.is_some(),
-            "forget_store = \"fingerprints\" needs a data_dir for the store"
+            self.data_dir.is_none() || self.database_url.is_none(),
+            "data_dir (the embedded store) and database_url (the shared store) exclude each other: set one"
+        );
+        anyhow::ensure!(
+            self.forget_store == StoreMode::Text || self.data_dir.is_some() || self.database_url.is_some(),
+            "forget_store = \"fingerprints\" needs a store: data_dir or database_url"
         );
         let mut names = std::collections::BTreeSet::new();
         for u in &self.upstream {

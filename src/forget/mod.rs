@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod fingerprints;
 pub mod log;
 pub mod mutation;
+pub mod pg;
 pub mod policy;
 pub mod store;
 

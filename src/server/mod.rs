@@ -15,8 +15,9 @@ pub mod telemetry;
 pub mod validate;
 
 use crate::config::Config;
-use crate::forget::store::Rollback;
-use crate::live::Live;
+use crate::forget::pg::{Connector, Db};
+use crate::forget::store::{Rollback, Store};
+use crate::live::{Backend, Live};
 use crate::model::Model;
 use crate::proto::forget_admin_server::ForgetAdminServer;
 use crate::proto::inference_server::InferenceServer;
@@ -38,11 +39,17 @@ pub async fn serve(config: Config) -> Result<()> {
     let admin_auth = auth::BearerAuth::new(admin_token(&config)?)
         .accepting_client_certs(config.tls_client_ca_file.is_some());
     let model = Arc::new(model);
+    let (store, shared) = open_store(&config).await?;
     let live = {
         let (config, model) = (config.clone(), model.clone());
-        tokio::task::spawn_blocking(move || start_live(&config, model)).await??
+        tokio::task::spawn_blocking(move || start_live(&config, model, store)).await??
     };
     let live = Arc::new(live);
+    let stop_following = tokio_util::sync::CancellationToken::new();
+    let _stop_following = stop_following.clone().drop_guard();
+    if let Some(connector) = shared {
+        crate::follow::start(live.clone(), connector, stop_following);
+    }
     let state = Arc::new(inference::State {
         admission: admission::Admission::new(config.max_concurrent_generations, config.max_queued_requests),
         live: live.clone(),
@@ -167,8 +174,52 @@ pub async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Opens the forget store: the file log in `data_dir`, or the shared one in `database_url`
+/// (with its connector, for the tail). A database that cannot be reached is retried for a
+/// minute, each failure logged, then the start fails: there is no local copy to serve.
+async fn open_store(config: &Config) -> Result<(Option<Backend>, Option<Connector>)> {
+    if let Some(dir) = config.data_dir.clone() {
+        let rollback = if config.accept_store_rollback { Rollback::Accept } else { Rollback::Refuse };
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir, rollback)).await??;
+        return Ok((Some(Backend::File(store)), None));
+    }
+    let Some(url) = &config.database_url else { return Ok((None, None)) };
+    let password = match &config.database_password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the database password file {}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        None => None,
+    };
+    let connector = Connector::new(url, password.as_deref())?;
+    let started = std::time::Instant::now();
+    loop {
+        match Db::open(connector.clone()).await {
+            Ok((db, log)) => {
+                tracing::info!(sequence = log.sequence, sets = log.sets.len(), "shared forget store loaded");
+                crate::metrics::store_up(true);
+                return Ok((Some(Backend::Shared { db, log }), Some(connector)));
+            }
+            Err(e) if started.elapsed() < DATABASE_START_TIMEOUT => {
+                tracing::error!(error = %format!("{e:#}"), "the shared forget store (database_url) cannot be read; not serving yet, retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "the shared forget store (database_url) could not be read for {} s",
+                    DATABASE_START_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+}
+
+const DATABASE_START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Loads the embedder, the forget file and the durable store, and builds the first snapshot.
-fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
+fn start_live(config: &Config, model: Arc<Model>, store: Option<Backend>) -> Result<Live> {
     let started = std::time::Instant::now();
     let cfg = &config.guard;
     let embedder = cfg.load_embedder().with_context(|| {
@@ -177,14 +228,7 @@ fn start_live(config: &Config, model: Arc<Model>) -> Result<Live> {
             cfg.embedder.as_deref().unwrap_or(std::path::Path::new("")).display()
         )
     })?;
-    let live = Live::start(
-        cfg.clone(),
-        model,
-        embedder,
-        config.data_dir.as_deref(),
-        config.forget_store,
-        if config.accept_store_rollback { Rollback::Accept } else { Rollback::Refuse },
-    )?;
+    let live = Live::start(cfg.clone(), model, embedder, store, config.forget_store)?;
     let guard = live.current();
     let sizes = guard.index_sizes();
     tracing::info!(

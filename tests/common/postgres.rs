@@ -1,0 +1,146 @@
+//! A throwaway PostgreSQL for tests: `initdb` in a temp dir and `postgres` on a free loopback
+//! port, from Debian's `postgresql` package (`make sysdeps` installs it). PostgreSQL refuses
+//! to run as root, so when the tests run as root the cluster belongs to `nobody`. Stopped on
+//! drop, also when a test panics.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Postgres {
+    child: Option<Child>,
+    bin: PathBuf,
+    data: PathBuf,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// The newest installed PostgreSQL's bin directory.
+fn bin_dir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: run `make sysdeps` (Debian's postgresql package)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort_by_key(|p| p.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()).unwrap_or(0));
+    dirs.pop().expect("no /usr/lib/postgresql/*/bin/initdb: run `make sysdeps`")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `nobody` when running as root (PostgreSQL will not run as root), else the current user.
+fn as_unprivileged(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if is_root() {
+        command.uid(65534).gid(65534);
+    }
+    command
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        if is_root() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+        }
+        let out = as_unprivileged(Command::new(bin.join("initdb")).env("HOME", &data))
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
+            .arg("--no-sync")
+            .stdout(Stdio::null())
+            .output()
+            .expect("running initdb");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut pg = Postgres { child: None, bin, data, port: super::free_port(), _dir: dir };
+        pg.start_again();
+        pg
+    }
+
+    /// Starts the server (again, after `stop`) on the same port and data.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.data.parent().unwrap().join("postgres.log")).unwrap();
+        let child = as_unprivileged(&mut Command::new(self.bin.join("postgres")))
+            .args(["-D", self.data.to_str().unwrap(), "-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
+            // The tests never crash the machine, only PostgreSQL's processes: no fsync needed.
+            .args(["-c", "fsync=off", "-c", "max_connections=50"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting postgres");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() || !self.ready() {
+            assert!(started.elapsed() < Duration::from_secs(60), "postgres did not start:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ready(&self) -> bool {
+        Command::new(self.bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_dump` of the whole database, as text.
+    pub fn dump(&self) -> String {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "postgres"])
+            .output()
+            .expect("running pg_dump");
+        assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.data.parent().unwrap().join("postgres.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

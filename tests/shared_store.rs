@@ -1,0 +1,238 @@
+//! The shared forget store: replicas on one PostgreSQL (a real one, started by the test from
+//! Debian's `postgresql` package) share one change log. A change through any replica is live on
+//! all; a replica killed with -9 comes back with everything; the database stopped under a
+//! running replica leaves it serving, refusing changes, then catching up; concurrent writers
+//! end identical; the fingerprint-only mode puts no forgotten text in the database. The tiny
+//! fixture model keeps these fast.
+mod common;
+
+use common::postgres::Postgres;
+use common::{metric_value, scrape, send_signal, tiny_model, Server};
+use lethe::proto::forget_admin_client::ForgetAdminClient;
+use lethe::proto::*;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::Code;
+
+fn term(id: &str, text: &str) -> ForgetEntry {
+    ForgetEntry {
+        id: id.into(),
+        kind: EntryKind::Term as i32,
+        text: text.into(),
+        aliases: vec![],
+        term_type: String::new(),
+    }
+}
+
+async fn replica(model: &std::path::Path, pg: &Postgres, extra: &[&str]) -> Server {
+    let url = pg.url();
+    let mut args = vec!["--no-semantic", "--database-url", &url];
+    args.extend_from_slice(extra);
+    Server::start(model, &args).await
+}
+
+async fn admin(server: &Server) -> ForgetAdminClient<Channel> {
+    ForgetAdminClient::new(server.channel().await)
+}
+
+async fn matched(server: &Server, text: &str) -> bool {
+    let req = CheckRequest { text: text.into(), ..Default::default() };
+    server.client().await.check(req).await.unwrap().into_inner().matched
+}
+
+async fn status(server: &Server) -> StatusResponse {
+    admin(server).await.status(StatusRequest {}).await.unwrap().into_inner()
+}
+
+/// Waits (at most 30 s) until `server` matches `text` as `want`; returns how long it took.
+async fn until_matched(server: &Server, text: &str, want: bool) -> Duration {
+    let started = Instant::now();
+    while matched(server, text).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "replica {} never {} {text:?}: {:?}\n{}",
+            server.addr,
+            if want { "matched" } else { "stopped matching" },
+            status(server).await,
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+async fn add(
+    server: &Server,
+    set: &str,
+    entries: Vec<ForgetEntry>,
+) -> Result<MutationResponse, tonic::Status> {
+    admin(server)
+        .await
+        .add_entries(AddEntriesRequest { set: set.into(), entries })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn three_replicas_share_one_change_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pg = Postgres::start();
+    let (a, b, c) =
+        tokio::join!(replica(&model, &pg, &[]), replica(&model, &pg, &[]), replica(&model, &pg, &[]));
+    let mut replicas = [a, b, c];
+
+    let text = "Please ask Zorvath Quillimane about it.";
+    let reply = add(&replicas[0], "people", vec![term("zq", "Zorvath Quillimane")]).await.unwrap();
+    assert_eq!(reply.store_sequence, 1);
+    assert!(matched(&replicas[0], text).await, "live on the writer as soon as it replied");
+    for r in &replicas[1..] {
+        let took = until_matched(r, text, true).await;
+        println!("add -> live on {}: {:.3} s", r.addr, took.as_secs_f64());
+    }
+
+    // A removal through the third reaches the first two.
+    admin(&replicas[2])
+        .await
+        .remove_entries(RemoveEntriesRequest { set: "people".into(), ids: vec!["zq".into()] })
+        .await
+        .unwrap();
+    assert!(!matched(&replicas[2], text).await);
+    for r in &replicas[..2] {
+        until_matched(r, text, false).await;
+    }
+    add(&replicas[1], "people", vec![term("qb", "Quentin Blorbo")]).await.unwrap();
+    for r in &replicas {
+        until_matched(r, "quentin blorbo", true).await;
+    }
+    let head = status(&replicas[1]).await;
+    assert_eq!(head.store_sequence, 3);
+    for r in &replicas {
+        let s = status(r).await;
+        assert_eq!((s.store_sequence, &s.content_hash), (3, &head.content_hash), "{s:?}");
+        let metrics = scrape(&r.metrics_addr);
+        assert_eq!(metric_value(&metrics, &["lethe_forget_store_sequence"]), 3.0);
+        assert_eq!(metric_value(&metrics, &["lethe_forget_store_up"]), 1.0);
+    }
+
+    // kill -9 and a restart keep everything.
+    send_signal(replicas[0].pid(), "KILL");
+    replicas[0] = replica(&model, &pg, &[]).await;
+    assert!(matched(&replicas[0], "quentin blorbo").await);
+    assert!(!matched(&replicas[0], text).await);
+    let s = status(&replicas[0]).await;
+    assert_eq!((s.store_sequence, s.content_hash), (3, head.content_hash));
+}
+
+#[tokio::test]
+async fn a_replica_keeps_serving_without_the_database_refuses_changes_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut pg = Postgres::start();
+    let (a, b) = tokio::join!(replica(&model, &pg, &[]), replica(&model, &pg, &[]));
+    add(&a, "people", vec![term("zq", "Zorvath Quillimane")]).await.unwrap();
+    until_matched(&b, "zorvath quillimane", true).await;
+
+    pg.stop();
+    assert!(matched(&a, "zorvath quillimane").await, "the last snapshot keeps serving");
+    let err = add(&a, "people", vec![term("qb", "Quentin Blorbo")]).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(!err.message().contains("Blorbo"), "{err:?}");
+    let started = Instant::now();
+    loop {
+        let s = status(&b).await;
+        if !s.last_error.is_empty()
+            && metric_value(&scrape(&b.metrics_addr), &["lethe_forget_store_up"]) == 0.0
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the outage was not reported: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(matched(&b, "zorvath quillimane").await);
+
+    pg.start_again();
+    // The writer reconnects on the next change; the other replica catches up by its tail.
+    let started = Instant::now();
+    while let Err(e) = add(&a, "people", vec![term("qb", "Quentin Blorbo")]).await {
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "changes still refused: {e:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    until_matched(&b, "quentin blorbo", true).await;
+    let started = Instant::now();
+    loop {
+        let s = status(&b).await;
+        if s.last_error.is_empty()
+            && metric_value(&scrape(&b.metrics_addr), &["lethe_forget_store_up"]) == 1.0
+        {
+            assert_eq!(s.store_sequence, 2);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the recovery was not reported: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_writing_one_set_concurrently_end_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pg = Postgres::start();
+    let (a, b) = tokio::join!(replica(&model, &pg, &[]), replica(&model, &pg, &[]));
+    let writes = |server: &Server, prefix: &'static str| {
+        let addr = server.addr.clone();
+        async move {
+            let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+            let mut client = ForgetAdminClient::new(channel);
+            for i in 0..10 {
+                let entry = term(&format!("{prefix}{i}"), &format!("Zorvath {prefix} Quillimane {i}"));
+                client
+                    .add_entries(AddEntriesRequest { set: "shared".into(), entries: vec![entry] })
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    tokio::join!(writes(&a, "a"), writes(&b, "b"));
+    let started = Instant::now();
+    let (sa, sb) = loop {
+        let (sa, sb) = (status(&a).await, status(&b).await);
+        if sa.store_sequence == 20 && sb.store_sequence == 20 {
+            break (sa, sb);
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{sa:?}\n{sb:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sa.content_hash, sb.content_hash);
+    assert_eq!(sa.sets, sb.sets);
+    assert_eq!(sa.sets[0].entries, 20, "no update lost: {sa:?}");
+}
+
+#[tokio::test]
+async fn the_fingerprint_only_mode_puts_no_forgotten_text_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pg = Postgres::start();
+    let args = ["--forget-store", "fingerprints"];
+    let (a, b) = tokio::join!(replica(&model, &pg, &args), replica(&model, &pg, &args));
+    let doc = ForgetEntry {
+        id: "d1".into(),
+        kind: EntryKind::Document as i32,
+        text: "The glimmering okapi recited seventeen marmalade sonnets beneath the aqueduct at dawn".into(),
+        aliases: vec![],
+        term_type: String::new(),
+    };
+    let mut people = term("zq", "Zorvath Quillimane");
+    people.aliases = vec!["Z. Quillimane".into()];
+    add(&a, "people", vec![people]).await.unwrap();
+    add(&a, "docs", vec![doc]).await.unwrap();
+    until_matched(&b, "ask zorvath quillimane", true).await;
+    until_matched(&b, "the glimmering okapi recited seventeen marmalade sonnets beneath", true).await;
+
+    let dump = pg.dump().to_lowercase();
+    assert!(dump.contains("lethe_forget_changes"), "the dump has the change table");
+    for word in ["zorvath", "quillimane", "okapi", "marmalade", "aqueduct", "glimmering"] {
+        assert!(!dump.contains(word), "{word:?} is in the database");
+    }
+}
