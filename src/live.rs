@@ -242,8 +242,13 @@ impl Live {
             })?,
             Backend::Shared { db, log } => {
                 let (mut next, _) = caught_up.expect("set for the shared store");
-                let change = Change::encode(next.sequence + 1, next.last_sum, &m)
-                    .map_err(|e| ChangeError::Failed(format!("{e:#}")))?;
+                let change = match Change::encode(next.sequence + 1, next.last_sum, &m) {
+                    Ok(change) => change,
+                    Err(e) => {
+                        db.abort().await;
+                        return Err(ChangeError::Failed(format!("{e:#}")));
+                    }
+                };
                 if let Err(e) = db.append(&change).await {
                     return Err(self.unavailable(e));
                 }

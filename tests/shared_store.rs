@@ -236,3 +236,40 @@ async fn the_fingerprint_only_mode_puts_no_forgotten_text_in_the_database() {
         assert!(!dump.contains(word), "{word:?} is in the database");
     }
 }
+
+#[tokio::test]
+async fn a_damaged_change_is_an_error_never_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pg = Postgres::start();
+    let a = replica(&model, &pg, &[]).await;
+    add(&a, "people", vec![term("zq", "Zorvath Quillimane")]).await.unwrap();
+    // A change whose checksum does not hold (a bad restore, a hand edit), then a good-looking
+    // one after it: neither may be applied, and the serving list stays as it was.
+    pg.sql(
+        "INSERT INTO lethe_forget_changes (seq, record) VALUES \
+         (2, '0000000000000000 2 0000000000000000 {\"op\":\"delete_set\",\"set\":\"people\"}')",
+    );
+    let started = Instant::now();
+    loop {
+        let s = status(&a).await;
+        if s.last_error.contains("change 2 fails its checksum") {
+            assert_eq!(s.store_sequence, 1);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the damage was not reported: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(matched(&a, "ask zorvath quillimane").await, "the delete was not applied");
+    let err = add(&a, "people", vec![term("qb", "Quentin Blorbo")]).await.unwrap_err();
+    assert!(err.message().contains("change 2 fails its checksum"), "{err:?}");
+    assert!(!err.message().contains("Zorvath"), "{err:?}");
+    assert!(!a.logs().contains("Zorvath"), "forgotten text in the log");
+
+    // A replica starting on the damaged log refuses to start rather than serve a shorter list.
+    let url = pg.url();
+    let mut b = Server::spawn(&model, &["--no-semantic", "--database-url", &url], &[]);
+    let exit = b.wait_exit(Duration::from_secs(60)).expect("the start is refused");
+    assert!(!exit.success());
+    assert!(b.logs().contains("change 2 fails its checksum"), "{}", b.logs());
+}

@@ -199,14 +199,21 @@ pub struct Db {
 }
 
 impl Db {
-    /// Connects, migrates and reads the whole log.
-    pub async fn open(connector: Connector) -> Result<(Self, Applied)> {
+    /// Connects (the step worth retrying while the database comes up).
+    pub async fn connect(connector: Connector) -> Result<Self> {
         let client = connector.connect(None).await?;
-        migrate(&client).await?;
-        let changes = changes_after(&client, 0, None).await?;
+        Ok(Self { connector, client: Some(client) })
+    }
+
+    /// Migrates the schema and reads the whole log. A change that cannot be applied is an
+    /// error naming it: a shorter list is never served.
+    pub async fn load(&mut self) -> Result<Applied> {
+        let client = self.client().await?;
+        migrate(client).await?;
+        let changes = changes_after(client, 0, None).await?;
         let mut applied = Applied::default();
         applied.apply_changes(&changes)?;
-        Ok((Self { connector, client: Some(client) }, applied))
+        Ok(applied)
     }
 
     async fn client(&mut self) -> Result<&Client> {

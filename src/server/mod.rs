@@ -195,25 +195,25 @@ async fn open_store(config: &Config) -> Result<(Option<Backend>, Option<Connecto
     };
     let connector = Connector::new(url, password.as_deref())?;
     let started = std::time::Instant::now();
-    loop {
-        match Db::open(connector.clone()).await {
-            Ok((db, log)) => {
-                tracing::info!(sequence = log.sequence, sets = log.sets.len(), "shared forget store loaded");
-                crate::metrics::store_up(true);
-                return Ok((Some(Backend::Shared { db, log }), Some(connector)));
-            }
+    let mut db = loop {
+        match Db::connect(connector.clone()).await {
+            Ok(db) => break db,
             Err(e) if started.elapsed() < DATABASE_START_TIMEOUT => {
-                tracing::error!(error = %format!("{e:#}"), "the shared forget store (database_url) cannot be read; not serving yet, retrying");
+                tracing::error!(error = %format!("{e:#}"), "the shared forget store (database_url) cannot be reached; not serving yet, retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
             Err(e) => {
                 return Err(e.context(format!(
-                    "the shared forget store (database_url) could not be read for {} s",
+                    "the shared forget store (database_url) could not be reached for {} s",
                     DATABASE_START_TIMEOUT.as_secs()
                 )))
             }
         }
-    }
+    };
+    let log = db.load().await.context("loading the shared forget store (database_url)")?;
+    tracing::info!(sequence = log.sequence, sets = log.sets.len(), "shared forget store loaded");
+    crate::metrics::store_up(true);
+    Ok((Some(Backend::Shared { db, log }), Some(connector)))
 }
 
 const DATABASE_START_TIMEOUT: Duration = Duration::from_secs(60);

@@ -130,6 +130,17 @@ impl Postgres {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs SQL with psql; returns its output.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"])
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .expect("running psql");
+        assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.data.parent().unwrap().join("postgres.log")).unwrap_or_default()
     }
