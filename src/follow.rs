@@ -49,7 +49,8 @@ async fn follow(
         let mut tail = Tail::connect(connector).await?;
         loop {
             loop {
-                let changes = tail.changes_after(live.store_sequence().await, BATCH).await?;
+                let (sequence, last_sum) = live.shared_position().await;
+                let changes = tail.changes_after(sequence, last_sum, BATCH).await?;
                 let full = changes.len() as i64 == BATCH;
                 if !changes.is_empty() {
                     live.apply_shared(changes).await?;

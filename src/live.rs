@@ -7,7 +7,7 @@
 //! With the shared store (PostgreSQL), a mutation is acknowledged once committed to the global
 //! change log and live here; changes made through other replicas arrive by `apply_shared`.
 use crate::forget::mutation::{apply, Mutation, Sets, StoredSet};
-use crate::forget::pg::{Applied, Change, Db};
+use crate::forget::pg::{Applied, Change, Db, RolledBack};
 use crate::forget::store::Store;
 use crate::forget::{Entry, Kind, SetPolicy, StoreMode};
 use crate::guard::derive::Deriver;
@@ -204,7 +204,15 @@ impl Live {
         let caught_up = match store {
             Backend::File(_) => None,
             Backend::Shared { db, log } => {
-                let pending = db.begin(log.sequence).await.map_err(|e| self.unavailable(e))?;
+                let pending = match db.begin(log.sequence, log.last_sum).await {
+                    Ok(pending) => pending,
+                    Err(e) if e.is::<RolledBack>() => {
+                        let msg = format!("{e:#}");
+                        self.store_failed(msg.clone());
+                        return Err(ChangeError::Failed(msg));
+                    }
+                    Err(e) => return Err(self.unavailable(e)),
+                };
                 let mut next = log.clone();
                 if let Err(e) = next.apply_changes(&pending) {
                     db.abort().await;
@@ -379,9 +387,12 @@ impl Live {
         Ok(sequence)
     }
 
-    /// The applied sequence of the store (0 without one).
-    pub async fn store_sequence(&self) -> u64 {
-        self.writer.lock().await.store.as_ref().map_or(0, Backend::sequence)
+    /// The last change of the shared store applied here: its sequence and checksum.
+    pub async fn shared_position(&self) -> (u64, u64) {
+        match self.writer.lock().await.store.as_ref() {
+            Some(Backend::Shared { log, .. }) => (log.sequence, log.last_sum),
+            _ => (0, 0),
+        }
     }
 
     /// Reloads the forget file or folder (on a file change or SIGHUP). A bad file is reported

@@ -273,3 +273,39 @@ async fn a_damaged_change_is_an_error_never_skipped() {
     assert!(!exit.success());
     assert!(b.logs().contains("change 2 fails its checksum"), "{}", b.logs());
 }
+
+#[tokio::test]
+async fn a_log_rolled_back_under_the_replicas_is_reported_and_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pg = Postgres::start();
+    let (a, b) = tokio::join!(replica(&model, &pg, &[]), replica(&model, &pg, &[]));
+    add(&a, "people", vec![term("zq", "Zorvath Quillimane")]).await.unwrap();
+    add(&a, "people", vec![term("qb", "Quentin Blorbo")]).await.unwrap();
+    admin(&a)
+        .await
+        .remove_entries(RemoveEntriesRequest { set: "people".into(), ids: vec!["zq".into()] })
+        .await
+        .unwrap();
+    until_matched(&b, "ask zorvath quillimane", false).await;
+    // A backup taken after the second change restored: the removal is gone from the log.
+    pg.sql("DELETE FROM lethe_forget_changes WHERE seq = 3");
+    let started = Instant::now();
+    loop {
+        let s = status(&b).await;
+        if s.last_error.contains("rolled back") {
+            assert_eq!(s.store_sequence, 3);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the rollback was not reported: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!matched(&b, "ask zorvath quillimane").await, "the removal stays applied");
+    let err = add(&a, "people", vec![term("x", "Xavier Pumpernickel")]).await.unwrap_err();
+    assert!(err.message().contains("rolled back"), "{err:?}");
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM lethe_forget_changes").trim(),
+        "2",
+        "nothing appended after the gap"
+    );
+}

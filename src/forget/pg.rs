@@ -175,6 +175,42 @@ async fn migrate(client: &Client) -> Result<()> {
     result
 }
 
+/// Checks that the log still holds change `sequence` with checksum `sum`, the last one applied
+/// here. A log that lost it was restored from a backup or replaced: following it would serve
+/// (and let writers build on) a history without changes this replica acknowledged, such as
+/// removals, so that is an error until an operator decides.
+async fn still_holds(client: &Client, sequence: u64, sum: u64) -> Result<()> {
+    if sequence == 0 {
+        return Ok(());
+    }
+    let seq = i64::try_from(sequence).context("sequence out of range")?;
+    let row = client
+        .query_opt("SELECT record FROM lethe_forget_changes WHERE seq = $1", &[&seq])
+        .await
+        .map_err(describe)?;
+    let found = row.map(|r| r.try_get::<_, String>(0)).transpose().map_err(describe)?;
+    let matches =
+        found.as_deref().and_then(|r| r.get(..16)).and_then(|h| u64::from_str_radix(h, 16).ok()) == Some(sum);
+    if !matches {
+        return Err(RolledBack { sequence, missing: found.is_none() }.into());
+    }
+    Ok(())
+}
+
+/// The log no longer holds the last change applied here (see `still_holds`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the shared forget store was rolled back or replaced: its change {sequence} is {} the one applied \
+     here (a restored backup brings back entries removed since it was taken). This replica keeps \
+     serving what it applied and refuses changes; re-apply the changes made since the backup, then \
+     restart the replicas to follow the database as it is",
+    if *missing { "missing, unlike" } else { "not" }
+)]
+pub struct RolledBack {
+    pub sequence: u64,
+    pub missing: bool,
+}
+
 async fn changes_after(client: &Client, after: u64, limit: Option<i64>) -> Result<Vec<Change>> {
     let after = i64::try_from(after).context("sequence out of range")?;
     let rows = client
@@ -230,11 +266,12 @@ impl Db {
 
     /// Starts a write: a transaction holding the global write lock. Returns the changes after
     /// `after` (made through other replicas), which the new change must follow.
-    pub async fn begin(&mut self, after: u64) -> Result<Vec<Change>> {
+    pub async fn begin(&mut self, after: u64, last_sum: u64) -> Result<Vec<Change>> {
         let client = self.client().await?;
         client.batch_execute("BEGIN").await.map_err(describe)?;
         let result = async {
             client.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]).await.map_err(describe)?;
+            still_holds(client, after, last_sum).await?;
             changes_after(client, after, None).await
         }
         .await;
@@ -295,8 +332,10 @@ impl Tail {
         Ok(Self { client, woken })
     }
 
-    /// Up to `limit` changes after `after`.
-    pub async fn changes_after(&self, after: u64, limit: i64) -> Result<Vec<Change>> {
+    /// Up to `limit` changes after `after`, the last one applied here (checksum `last_sum`),
+    /// which the log must still hold.
+    pub async fn changes_after(&self, after: u64, last_sum: u64, limit: i64) -> Result<Vec<Change>> {
+        still_holds(&self.client, after, last_sum).await?;
         changes_after(&self.client, after, Some(limit)).await
     }
 
