@@ -309,3 +309,44 @@ async fn a_log_rolled_back_under_the_replicas_is_reported_and_not_followed() {
         "nothing appended after the gap"
     );
 }
+
+/// Add -> live across three replicas: 100 changes, each through one replica in turn, timed
+/// from the request until every replica's Check matches it (polled every 5 ms). A measurement,
+/// not a pass/fail threshold: `cargo test --test shared_store -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn measure_add_to_live_across_three_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pg = Postgres::start();
+    let (a, b, c) =
+        tokio::join!(replica(&model, &pg, &[]), replica(&model, &pg, &[]), replica(&model, &pg, &[]));
+    let replicas = [a, b, c];
+    let mut acked = Vec::new();
+    let mut everywhere = Vec::new();
+    for i in 0..100 {
+        let name = format!("Zorvath Quillimane{i:03}x");
+        let started = Instant::now();
+        add(&replicas[i % 3], "people", vec![term(&format!("e{i}"), &name)]).await.unwrap();
+        acked.push(started.elapsed().as_secs_f64());
+        for r in &replicas {
+            while !matched(r, &name).await {
+                assert!(started.elapsed() < Duration::from_secs(30));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        everywhere.push(started.elapsed().as_secs_f64());
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    println!(
+        "acknowledged: p50 {:.3} s, p99 {:.3} s; live on all 3: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        pct(&mut acked, 0.5),
+        pct(&mut acked, 0.99),
+        pct(&mut everywhere, 0.5),
+        pct(&mut everywhere, 0.99),
+        pct(&mut everywhere, 1.0)
+    );
+}
