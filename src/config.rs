@@ -57,6 +57,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// File holding the database password.
     pub database_password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) of the database server: with it, TLS to the database, the server's
+    /// certificate and host name verified (`sslmode=require` in the URL makes TLS mandatory).
+    pub database_ca_file: Option<PathBuf>,
     /// File holding the admin bearer token (or set LETHE_ADMIN_TOKEN).
     pub admin_token_file: Option<PathBuf>,
     /// Serve ForgetAdmin on its own address instead of the inference listener.
@@ -167,6 +170,7 @@ impl Default for Config {
             data_dir: None,
             database_url: None,
             database_password_file: None,
+            database_ca_file: None,
             admin_token_file: None,
             admin_listen: None,
             inference_token_file: None,
@@ -260,6 +264,9 @@ pub struct ServeArgs {
     /// File holding the database password (not in the URL).
     #[arg(long, env = "LETHE_DATABASE_PASSWORD_FILE")]
     pub database_password_file: Option<PathBuf>,
+    /// PEM CA of the database server: TLS to the database, its certificate verified.
+    #[arg(long, env = "LETHE_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// File holding the admin bearer token; LETHE_ADMIN_TOKEN gives the token itself.
     #[arg(long, env = "LETHE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
@@ -352,6 +359,9 @@ impl Config {
         }
         if let Some(path) = &args.database_password_file {
             cfg.database_password_file = Some(path.clone());
+        }
+        if let Some(path) = &args.database_ca_file {
+            cfg.database_ca_file = Some(path.clone());
         }
         cfg.accept_store_rollback = args.accept_store_rollback;
         if let Some(path) = &args.admin_token_file {

@@ -350,3 +350,46 @@ async fn measure_add_to_live_across_three_replicas() {
         pct(&mut everywhere, 1.0)
     );
 }
+
+/// TLS to the database: the server's certificate is verified against `--database-ca-file`,
+/// and PostgreSQL sees the replica's connections encrypted.
+#[tokio::test]
+async fn tls_to_the_database_with_a_verified_certificate() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    params.distinguished_name.push(DnType::CommonName, "Lethe test database CA");
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca).unwrap();
+    let (ca_path, cert_path, key_path) =
+        (dir.path().join("ca.pem"), dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let pg = Postgres::start_with_tls(Some((&cert_path, &key_path)));
+
+    let url = format!("postgres://postgres@localhost:{}/postgres?sslmode=require", pg.port);
+    let a = Server::start(
+        &model,
+        &["--no-semantic", "--database-url", &url, "--database-ca-file", ca_path.to_str().unwrap()],
+    )
+    .await;
+    add(&a, "people", vec![term("zq", "Zorvath Quillimane")]).await.unwrap();
+    assert!(matched(&a, "ask zorvath quillimane").await);
+    let encrypted = pg.sql(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'lethe'",
+    );
+    assert_eq!(encrypted.trim(), "2|2", "the tail's and the writer's connections are encrypted");
+
+    // sslmode=require without a CA to verify the server with is refused at start, clearly.
+    let mut b = Server::spawn(&model, &["--no-semantic", "--database-url", &url], &[]);
+    assert!(!b.wait_exit(Duration::from_secs(30)).expect("the start is refused").success());
+    assert!(b.logs().contains("database_ca_file"), "{}", b.logs());
+}

@@ -14,6 +14,7 @@ pub mod fingerprints;
 pub mod log;
 pub mod mutation;
 pub mod pg;
+pub mod pg_tls;
 pub mod policy;
 pub mod store;
 

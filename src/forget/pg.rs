@@ -12,12 +12,14 @@
 //!
 //! Connections: one per replica for writes (serialized by the live writer anyway) and one for
 //! tailing (`LISTEN` needs a connection of its own); no pool, since nothing here runs queries
-//! in parallel. TLS to the database is not built in (see docs/operations.md).
+//! in parallel. TLS: `pg_tls.rs`.
 use super::log;
 use super::mutation::{apply, Mutation, Sets};
+use super::pg_tls::MakeRustls;
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 
 /// The channel writers notify and tailers listen on: a wake-up only, the rows are the truth.
 const CHANNEL: &str = "lethe_forget_changes";
@@ -90,11 +92,14 @@ impl Applied {
 #[derive(Clone)]
 pub struct Connector {
     config: tokio_postgres::Config,
+    tls: Option<MakeRustls>,
 }
 
 impl Connector {
-    /// Parses `url`; errors never quote it (it may hold a password).
-    pub fn new(url: &str, password: Option<&str>) -> Result<Self> {
+    /// Parses `url`; errors never quote it (it may hold a password). With `ca` (a PEM file),
+    /// TLS is offered (`sslmode=prefer`, the default) or required (`sslmode=require`) and the
+    /// server's certificate verified against it; without, connections are plaintext.
+    pub fn new(url: &str, password: Option<&str>, ca: Option<&std::path::Path>) -> Result<Self> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
             anyhow::anyhow!("database_url is not a valid postgres:// URL or key=value connection string")
         })?;
@@ -107,13 +112,30 @@ impl Connector {
         // Find a dead connection (a database host gone without a FIN) within a minute.
         config.keepalives(true).keepalives_idle(Duration::from_secs(30));
         config.application_name("lethe");
-        Ok(Self { config })
+        let tls = ca.map(MakeRustls::new).transpose()?;
+        if tls.is_none() && config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            bail!("database_url asks for sslmode=require: give the database's CA certificate (database_ca_file)");
+        }
+        Ok(Self { config, tls })
     }
 
     /// Connects; notifications are sent to `notify` when given. The connection runs on its
     /// own task until it breaks or the client is dropped.
     async fn connect(&self, notify: Option<tokio::sync::mpsc::Sender<()>>) -> Result<Client> {
-        let (client, mut connection) = self.config.connect(NoTls).await.map_err(describe)?;
+        match &self.tls {
+            Some(tls) => self.connect_with(tls.clone(), notify).await,
+            None => self.connect_with(NoTls, notify).await,
+        }
+    }
+
+    async fn connect_with<T>(&self, tls: T, notify: Option<tokio::sync::mpsc::Sender<()>>) -> Result<Client>
+    where
+        T: MakeTlsConnect<Socket>,
+        T::Stream: Send + Unpin + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        let (client, mut connection) = self.config.connect(tls).await.map_err(describe)?;
         tokio::spawn(async move {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -383,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_url_that_does_not_parse_is_not_quoted() {
-        let err = Connector::new("postgres://u:hunter2@[bad", None).err().unwrap().to_string();
+        let err = Connector::new("postgres://u:hunter2@[bad", None, None).err().unwrap().to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 }

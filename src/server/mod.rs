@@ -193,7 +193,7 @@ async fn open_store(config: &Config) -> Result<(Option<Backend>, Option<Connecto
         ),
         None => None,
     };
-    let connector = Connector::new(url, password.as_deref())?;
+    let connector = Connector::new(url, password.as_deref(), config.database_ca_file.as_deref())?;
     let started = std::time::Instant::now();
     let mut db = loop {
         match Db::connect(connector.clone()).await {

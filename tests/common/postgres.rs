@@ -41,6 +41,11 @@ fn as_unprivileged(command: &mut Command) -> &mut Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with_tls(None)
+    }
+
+    /// As `start`, with TLS on (`ssl=on`) when given a PEM certificate and key.
+    pub fn start_with_tls(tls: Option<(&Path, &Path)>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -66,6 +71,24 @@ impl Postgres {
             .output()
             .expect("running initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let mut conf =
+                String::from("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                std::fs::copy(from, data.join(to)).unwrap();
+                // PostgreSQL refuses a key others can read.
+                std::fs::set_permissions(data.join(to), std::fs::Permissions::from_mode(0o600)).unwrap();
+                if is_root() {
+                    std::os::unix::fs::chown(data.join(to), Some(65534), Some(65534)).unwrap();
+                }
+            }
+            conf.push_str("log_connections = on\n");
+            let path = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push_str(&conf);
+            std::fs::write(&path, text).unwrap();
+        }
         let mut pg = Postgres { child: None, bin, data, port: super::free_port(), _dir: dir };
         pg.start_again();
         pg
