@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 const BATCH: i64 = 1000;
 /// How long to wait for a notification before looking anyway.
 const POLL: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Retries back off to this, so a replica catches up within seconds of the database's return.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub fn start(live: Arc<Live>, connector: Connector, stop: tokio_util::sync::CancellationToken) {
     tokio::spawn(async move {

@@ -259,8 +259,9 @@ pub struct Db {
 impl Db {
     /// Connects (the step worth retrying while the database comes up).
     pub async fn connect(connector: Connector) -> Result<Self> {
-        let client = connector.connect(None).await?;
-        Ok(Self { connector, client: Some(client) })
+        let mut db = Self { connector, client: None };
+        db.client().await?;
+        Ok(db)
     }
 
     /// Migrates the schema and reads the whole log. A change that cannot be applied is an
