@@ -393,3 +393,86 @@ async fn tls_to_the_database_with_a_verified_certificate() {
     assert!(!b.wait_exit(Duration::from_secs(30)).expect("the start is refused").success());
     assert!(b.logs().contains("database_ca_file"), "{}", b.logs());
 }
+
+/// The fault goal: a stream of changes through three replicas, concurrently with 20 kill -9 of
+/// replicas (each restarted) and 5 restarts of PostgreSQL; afterwards every acknowledged change
+/// is live on every replica. Prints the counts: `cargo test --test shared_store -- --ignored
+/// --nocapture soak`.
+#[tokio::test]
+#[ignore]
+async fn soak_no_acknowledged_change_is_lost_over_kills_and_database_restarts() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut pg = Postgres::start();
+    let url = pg.url();
+    let (a, b, c) =
+        tokio::join!(replica(&model, &pg, &[]), replica(&model, &pg, &[]), replica(&model, &pg, &[]));
+    let mut replicas = vec![a, b, c];
+    let addrs = Arc::new(Mutex::new(replicas.iter().map(|r| r.addr.clone()).collect::<Vec<_>>()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (addrs, stop) = (addrs.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut acked, mut refused, mut i) = (Vec::new(), 0usize, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let addr = addrs.lock().unwrap()[i % 3].clone();
+                let name = format!("Zorvath Quillimane{i:05}x");
+                let entry = term(&format!("e{i}"), &name);
+                let call = async {
+                    let channel =
+                        Channel::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
+                    ForgetAdminClient::new(channel)
+                        .add_entries(AddEntriesRequest { set: "people".into(), entries: vec![entry] })
+                        .await
+                        .ok()
+                };
+                match tokio::time::timeout(Duration::from_secs(10), call).await {
+                    Ok(Some(_)) => acked.push(name),
+                    _ => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                i += 1;
+            }
+            (acked, refused)
+        })
+    };
+    let mut restarts = 0;
+    for kill in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let victim = kill % 3;
+        send_signal(replicas[victim].pid(), "KILL");
+        let args = ["--no-semantic", "--database-url", url.as_str()];
+        replicas[victim] = Server::start(&model, &args).await;
+        addrs.lock().unwrap()[victim] = replicas[victim].addr.clone();
+        if kill % 4 == 3 {
+            pg.stop();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            pg.start_again();
+            restarts += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, refused) = writer.await.unwrap();
+    let started = Instant::now();
+    for r in &replicas {
+        for name in &acked {
+            while !matched(r, name).await {
+                assert!(started.elapsed() < Duration::from_secs(60), "{name} lost on {}", r.addr);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let mut sequences = Vec::new();
+    for r in &replicas {
+        sequences.push(status(r).await.store_sequence);
+    }
+    println!(
+        "{} changes acknowledged, {refused} refused or failed, 20 kill -9, {restarts} PostgreSQL restarts: \
+         0 acknowledged changes lost; store sequences {sequences:?}",
+        acked.len()
+    );
+}
