@@ -394,6 +394,40 @@ async fn tls_to_the_database_with_a_verified_certificate() {
     assert!(b.logs().contains("database_ca_file"), "{}", b.logs());
 }
 
+/// A password from --database-password-file (not in the URL, nor in the logs or errors).
+#[tokio::test]
+async fn the_database_password_comes_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let password = "pw-Hq3vX9-0123456789";
+    let pg = Postgres::start_with(None, Some(password));
+    let file = dir.path().join("db-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let url = pg.url();
+    let a = Server::start(
+        &model,
+        &["--no-semantic", "--database-url", &url, "--database-password-file", file.to_str().unwrap()],
+    )
+    .await;
+    add(&a, "people", vec![term("zq", "Zorvath Quillimane")]).await.unwrap();
+    assert_eq!(pg.sql("SELECT count(*) FROM lethe_forget_changes").trim(), "1");
+
+    // A wrong password: the start waits (retrying, each failure logged), the password never shown.
+    std::fs::write(&file, "not-the-password").unwrap();
+    let b = Server::spawn(
+        &model,
+        &["--no-semantic", "--database-url", &url, "--database-password-file", file.to_str().unwrap()],
+        &[],
+    );
+    let started = Instant::now();
+    while !b.logs().contains("connecting to the shared forget store (database_url) failed") {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", b.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(b.logs().contains("password authentication failed"), "{}", b.logs());
+    assert!(!b.logs().contains("not-the-password") && !b.logs().contains(password), "{}", b.logs());
+}
+
 /// The fault goal: a stream of changes through three replicas, concurrently with 20 kill -9 of
 /// replicas (each restarted) and 5 restarts of PostgreSQL; afterwards every acknowledged change
 /// is live on every replica. Prints the counts: `cargo test --test shared_store -- --ignored

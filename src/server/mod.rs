@@ -199,7 +199,7 @@ async fn open_store(config: &Config) -> Result<(Option<Backend>, Option<Connecto
         match Db::connect(connector.clone()).await {
             Ok(db) => break db,
             Err(e) if started.elapsed() < DATABASE_START_TIMEOUT => {
-                tracing::error!(error = %format!("{e:#}"), "the shared forget store (database_url) cannot be reached; not serving yet, retrying");
+                tracing::error!(error = %format!("{e:#}"), "connecting to the shared forget store (database_url) failed; not serving yet, retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
             Err(e) => {

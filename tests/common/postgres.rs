@@ -11,6 +11,7 @@ pub struct Postgres {
     bin: PathBuf,
     data: PathBuf,
     pub port: u16,
+    password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -46,6 +47,12 @@ impl Postgres {
 
     /// As `start`, with TLS on (`ssl=on`) when given a PEM certificate and key.
     pub fn start_with_tls(tls: Option<(&Path, &Path)>) -> Postgres {
+        Self::start_with(tls, None)
+    }
+
+    /// As `start_with_tls`; with `password`, TCP connections must authenticate (SCRAM) as
+    /// `postgres` with it.
+    pub fn start_with(tls: Option<(&Path, &Path)>, password: Option<&str>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -55,13 +62,22 @@ impl Postgres {
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
         }
-        let out = as_unprivileged(Command::new(bin.join("initdb")).env("HOME", &data))
+        let mut initdb = Command::new(bin.join("initdb"));
+        if let Some(p) = password {
+            let file = dir.path().join("pwfile");
+            std::fs::write(&file, p).unwrap();
+            if is_root() {
+                std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+            }
+            initdb.arg("--auth-host=scram-sha-256").arg(format!("--pwfile={}", file.display()));
+        }
+        let out = as_unprivileged(initdb.env("HOME", &data))
             .args([
                 "-D",
                 data.to_str().unwrap(),
                 "-U",
                 "postgres",
-                "--auth=trust",
+                "--auth-local=trust",
                 "-E",
                 "UTF8",
                 "--locale=C",
@@ -89,7 +105,14 @@ impl Postgres {
             text.push_str(&conf);
             std::fs::write(&path, text).unwrap();
         }
-        let mut pg = Postgres { child: None, bin, data, port: super::free_port(), _dir: dir };
+        let mut pg = Postgres {
+            child: None,
+            bin,
+            data,
+            port: super::free_port(),
+            password: password.map(String::from),
+            _dir: dir,
+        };
         pg.start_again();
         pg
     }
@@ -147,6 +170,7 @@ impl Postgres {
     pub fn dump(&self) -> String {
         let out = Command::new(self.bin.join("pg_dump"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "postgres"])
+            .envs(self.password.as_ref().map(|p| ("PGPASSWORD", p)))
             .output()
             .expect("running pg_dump");
         assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -158,6 +182,7 @@ impl Postgres {
         let out = Command::new(self.bin.join("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"])
             .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .envs(self.password.as_ref().map(|p| ("PGPASSWORD", p)))
             .output()
             .expect("running psql");
         assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
