@@ -542,6 +542,22 @@ mod tests {
     }
 
     #[test]
+    fn the_file_store_and_the_shared_store_exclude_each_other() {
+        let url = Some("postgres://lethe@db/lethe".to_string());
+        let both =
+            ServeArgs { data_dir: Some("/tmp/x".into()), database_url: url.clone(), ..Default::default() };
+        assert!(format!("{:#}", Config::load(&both).unwrap_err()).contains("exclude each other"));
+        let shared = ServeArgs {
+            database_url: url,
+            forget_store: Some(StoreMode::Fingerprints),
+            ..Default::default()
+        };
+        assert!(Config::load(&shared).is_ok(), "the fingerprint-only mode works with the shared store");
+        let nowhere = ServeArgs { forget_store: Some(StoreMode::Fingerprints), ..Default::default() };
+        assert!(Config::load(&nowhere).is_err());
+    }
+
+    #[test]
     fn threads_per_generation_splits_the_cores_among_the_slots() {
         let cfg = |slots, threads| Config {
             max_concurrent_generations: slots,

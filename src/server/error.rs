@@ -223,6 +223,7 @@ mod tests {
             (Error::DeadlineExceeded("while queued".into()), Code::DeadlineExceeded),
             (Error::Change(ChangeError::FileManaged("s".into())), Code::FailedPrecondition),
             (Error::Change(ChangeError::Failed("disk".into())), Code::Internal),
+            (Error::Change(ChangeError::Unavailable("database".into())), Code::Unavailable),
             (Error::Reload(ReloadError::NotAFile("/x".into())), Code::InvalidArgument),
             (Error::Unauthenticated("a token"), Code::Unauthenticated),
         ];
