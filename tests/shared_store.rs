@@ -394,6 +394,40 @@ async fn tls_to_the_database_with_a_verified_certificate() {
     assert!(b.logs().contains("database_ca_file"), "{}", b.logs());
 }
 
+/// The database down at start: health says NOT_SERVING (with the reason in the log) until it
+/// comes up, then the replica serves.
+#[tokio::test]
+async fn a_replica_waits_for_the_database_at_start_not_serving() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut pg = Postgres::start();
+    pg.stop();
+    let url = pg.url();
+    let mut a = Server::spawn(&model, &["--no-semantic", "--database-url", &url], &[]);
+    let started = Instant::now();
+    loop {
+        let status = async {
+            let channel = Channel::from_shared(format!("http://{}", a.addr)).ok()?.connect().await.ok()?;
+            let reply =
+                HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+            Some(reply.into_inner().status)
+        }
+        .await;
+        if status == Some(ServingStatus::NotServing as i32) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no NOT_SERVING: {status:?}\n{}", a.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a.logs().contains("connecting to the shared forget store (database_url) failed"), "{}", a.logs());
+    pg.start_again();
+    a.wait_serving().await;
+    add(&a, "people", vec![term("zq", "Zorvath Quillimane")]).await.unwrap();
+}
+
 /// A password from --database-password-file (not in the URL, nor in the logs or errors).
 #[tokio::test]
 async fn the_database_password_comes_from_a_file() {
