@@ -207,6 +207,19 @@ async fn two_replicas_writing_one_set_concurrently_end_identical() {
     assert_eq!(sa.content_hash, sb.content_hash);
     assert_eq!(sa.sets, sb.sets);
     assert_eq!(sa.sets[0].entries, 20, "no update lost: {sa:?}");
+
+    // A change is checked against the latest log, not the replica's possibly older copy: an
+    // entry added through one replica can be removed through the other at once, before its
+    // tail has seen the addition.
+    for i in 0..5 {
+        add(&a, "fresh", vec![term(&format!("f{i}"), &format!("Quentin Blorbo {i}"))]).await.unwrap();
+        admin(&b)
+            .await
+            .remove_entries(RemoveEntriesRequest { set: "fresh".into(), ids: vec![format!("f{i}")] })
+            .await
+            .unwrap();
+    }
+    until_matched(&a, "quentin blorbo 4", false).await;
 }
 
 #[tokio::test]
