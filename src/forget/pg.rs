@@ -291,7 +291,9 @@ impl Db {
     /// `after` (made through other replicas), which the new change must follow.
     pub async fn begin(&mut self, after: u64, last_sum: u64) -> Result<Vec<Change>> {
         let client = self.client().await?;
-        client.batch_execute("BEGIN").await.map_err(describe)?;
+        // READ COMMITTED whatever the database's default: the read after the lock must see
+        // the change the previous holder committed (a snapshot from before the wait would not).
+        client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await.map_err(describe)?;
         let result = async {
             client.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]).await.map_err(describe)?;
             still_holds(client, after, last_sum).await?;
