@@ -26,6 +26,11 @@ const CHANNEL: &str = "lethe_forget_changes";
 /// Advisory lock keys (arbitrary constants, "lethe" in ASCII, plus a purpose).
 const MIGRATION_LOCK: i64 = 0x6c65_7468_6501;
 const WRITE_LOCK: i64 = 0x6c65_7468_6502;
+/// A write step (the lock wait, bounded by `lock_timeout` = 30 s, included) that takes longer
+/// is given up, its connection dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A tail read that takes longer is given up and the connection made again.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Versioned, append-only migrations, applied in order under an advisory lock at start. A
 /// short list in code rather than a migration crate: one table, and the lock and version
@@ -109,8 +114,12 @@ impl Connector {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        // Find a dead connection (a database host gone without a FIN) within a minute.
-        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        // Find a dead connection (a database host gone without a FIN) within about a minute.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
         config.application_name("lethe");
         let tls = ca.map(MakeRustls::new).transpose()?;
         if tls.is_none() && config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
@@ -290,6 +299,27 @@ impl Db {
     /// Starts a write: a transaction holding the global write lock. Returns the changes after
     /// `after` (made through other replicas), which the new change must follow.
     pub async fn begin(&mut self, after: u64, last_sum: u64) -> Result<Vec<Change>> {
+        let result = tokio::time::timeout(WRITE_TIMEOUT, self.begin_within(after, last_sum)).await;
+        self.answered(result)
+    }
+
+    /// Appends `change`, wakes the tailers and commits. An error may leave the outcome
+    /// unknown (the connection broke during COMMIT): the tail applies the change if it landed.
+    pub async fn append(&mut self, change: &Change) -> Result<()> {
+        let result = tokio::time::timeout(WRITE_TIMEOUT, self.append_within(change)).await;
+        self.answered(result)
+    }
+
+    /// A write step's result; one that did not answer in time drops the connection (the
+    /// database rolls back what it had not committed).
+    fn answered<T>(&mut self, result: Result<Result<T>, tokio::time::error::Elapsed>) -> Result<T> {
+        result.unwrap_or_else(|_| {
+            self.client = None;
+            bail!("the database did not answer within {} s", WRITE_TIMEOUT.as_secs())
+        })
+    }
+
+    async fn begin_within(&mut self, after: u64, last_sum: u64) -> Result<Vec<Change>> {
         let client = self.client().await?;
         // READ COMMITTED whatever the database's default: the read after the lock must see
         // the change the previous holder committed (a snapshot from before the wait would not).
@@ -306,9 +336,7 @@ impl Db {
         result
     }
 
-    /// Appends `change`, wakes the tailers and commits. An error may leave the outcome
-    /// unknown (the connection broke during COMMIT): the tail applies the change if it landed.
-    pub async fn append(&mut self, change: &Change) -> Result<()> {
+    async fn append_within(&mut self, change: &Change) -> Result<()> {
         let client = self.client.as_ref().context("the database connection was lost")?;
         let seq = i64::try_from(change.sequence).context("sequence out of range")?;
         let result = async {
@@ -360,8 +388,13 @@ impl Tail {
     /// Up to `limit` changes after `after`, the last one applied here (checksum `last_sum`),
     /// which the log must still hold.
     pub async fn changes_after(&self, after: u64, last_sum: u64, limit: i64) -> Result<Vec<Change>> {
-        still_holds(&self.client, after, last_sum).await?;
-        changes_after(&self.client, after, Some(limit)).await
+        let read = async {
+            still_holds(&self.client, after, last_sum).await?;
+            changes_after(&self.client, after, Some(limit)).await
+        };
+        tokio::time::timeout(READ_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| bail!("the database did not answer within {} s", READ_TIMEOUT.as_secs()))
     }
 
     /// Waits for a notification or `at_most`; an error if the connection is gone.
