@@ -37,7 +37,8 @@ $(VENV)/.installed: examples/python/requirements.txt deploy/requirements-lint.tx
 
 # Debian packages for the tests, each installed only when missing: `prometheus` (prometheus,
 # promtool) for the monitoring tests; `kubernetes-client` (kubectl, whose built-in kustomize
-# renders deploy/k8s) for the deployment tests.
+# renders deploy/k8s) for the deployment tests; `postgresql` (initdb, postgres, pg_dump) for the
+# shared forget store's tests, which start a throwaway cluster of their own.
 sysdeps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
 	  echo "installing Debian's prometheus package (prometheus, promtool) for the monitoring tests"; \
@@ -45,6 +46,9 @@ sysdeps:
 	@command -v kubectl >/dev/null || { \
 	  echo "installing Debian's kubernetes-client package (kubectl) for the deployment tests"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends kubernetes-client; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql package (initdb, postgres, pg_dump) for the shared-store tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql; }
 
 # The PrometheusRule of deploy/k8s/monitoring is deploy/prometheus/alerts.yml inside the CRD's
 # envelope: run this after changing the alerts (tests/deploy.rs fails while the two differ).

@@ -7,10 +7,11 @@
 //!
 //! Documents are synthetic: 40 words drawn from a 3,000-word vocabulary with a fixed seed.
 use lethe::forget::mutation::Mutation;
+use lethe::forget::store::Store;
 use lethe::forget::SetPolicy;
 use lethe::forget::{Entry, Kind};
 use lethe::guard::{semantic::Embedder, GuardConfig};
-use lethe::live::Live;
+use lethe::live::{Backend, Live};
 use lethe::model::{Model, ServedFormat};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -67,8 +68,7 @@ async fn main() -> anyhow::Result<()> {
             cfg,
             Some(model.clone()),
             embedder.clone(),
-            Some(dir.path()),
-            Default::default(),
+            Some(Backend::File(Store::open(dir.path(), Default::default())?)),
             Default::default(),
         )?);
         let initial = docs(n, 0, &mut rng, &vocab);

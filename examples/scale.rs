@@ -14,9 +14,10 @@
 //! Check texts: 20 texts of about 100 vocabulary words (no copy) and 10 that carry a 20-word
 //! verbatim run of one of the first ten documents, each checked `--passes` times.
 use lethe::forget::mutation::Mutation;
+use lethe::forget::store::Store;
 use lethe::forget::SetPolicy;
 use lethe::guard::{semantic::Embedder, CheckParams, GuardConfig};
-use lethe::live::Live;
+use lethe::live::{Backend, Live};
 use lethe::model::{Model, ServedFormat};
 use serde_json::json;
 use std::sync::Arc;
@@ -60,8 +61,7 @@ async fn main() -> anyhow::Result<()> {
         cfg,
         Some(model),
         embedder,
-        Some(dir.path()),
-        Default::default(),
+        Some(Backend::File(Store::open(dir.path(), Default::default())?)),
         Default::default(),
     )?);
     let entries = synth::documents(docs, 0, synth::seed_docs(), &vocab);

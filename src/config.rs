@@ -56,6 +56,14 @@ pub struct Config {
     /// Directory of the durable forget store (admin API changes). Unset: the admin API can
     /// read but not change forget lists.
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL of the forget store shared by every replica (`postgres://user@host/db`),
+    /// instead of `data_dir`. Without a password in it, `database_password_file` gives one.
+    pub database_url: Option<String>,
+    /// File holding the database password.
+    pub database_password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) of the database server: with it, TLS to the database, the server's
+    /// certificate and host name verified (`sslmode=require` in the URL makes TLS mandatory).
+    pub database_ca_file: Option<PathBuf>,
     /// File holding the admin bearer token (or set LETHE_ADMIN_TOKEN).
     pub admin_token_file: Option<PathBuf>,
     /// Serve ForgetAdmin on its own address instead of the inference listener.
@@ -170,6 +178,9 @@ impl Default for Config {
             log_content: false,
             guard: GuardConfig::default(),
             data_dir: None,
+            database_url: None,
+            database_password_file: None,
+            database_ca_file: None,
             admin_token_file: None,
             admin_listen: None,
             inference_token_file: None,
@@ -258,6 +269,15 @@ pub struct ServeArgs {
     /// Directory of the durable forget store (admin API changes) [default: none].
     #[arg(long, env = "LETHE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL of the forget store shared by every replica, instead of --data-dir.
+    #[arg(long, env = "LETHE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// File holding the database password (not in the URL).
+    #[arg(long, env = "LETHE_DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
+    /// PEM CA of the database server: TLS to the database, its certificate verified.
+    #[arg(long, env = "LETHE_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// File holding the admin bearer token; LETHE_ADMIN_TOKEN gives the token itself.
     #[arg(long, env = "LETHE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
@@ -349,6 +369,15 @@ impl Config {
         }
         if let Some(dir) = &args.data_dir {
             cfg.data_dir = Some(dir.clone());
+        }
+        if let Some(url) = &args.database_url {
+            cfg.database_url = Some(url.clone());
+        }
+        if let Some(path) = &args.database_password_file {
+            cfg.database_password_file = Some(path.clone());
+        }
+        if let Some(path) = &args.database_ca_file {
+            cfg.database_ca_file = Some(path.clone());
         }
         cfg.accept_store_rollback = args.accept_store_rollback;
         if let Some(path) = &args.admin_token_file {
@@ -449,8 +478,12 @@ impl Config {
             "tls_client_ca_file (mTLS) needs TLS: set tls_cert_file and tls_key_file too"
         );
         anyhow::ensure!(
-            self.forget_store == StoreMode::Text || self.data_dir.is_some(),
-            "forget_store = \"fingerprints\" needs a data_dir for the store"
+            self.data_dir.is_none() || self.database_url.is_none(),
+            "data_dir (the embedded store) and database_url (the shared store) exclude each other: set one"
+        );
+        anyhow::ensure!(
+            self.forget_store == StoreMode::Text || self.data_dir.is_some() || self.database_url.is_some(),
+            "forget_store = \"fingerprints\" needs a store: data_dir or database_url"
         );
         let mut names = std::collections::BTreeSet::new();
         for u in &self.upstream {
@@ -580,6 +613,22 @@ mod tests {
         let ok =
             load("[[upstream]]\nname = \"x\"\nurl = \"https://a/v1\"\ntls_ca_file = \"ca.pem\"\n").unwrap();
         assert_eq!(ok.upstream[0].tls_ca_file.as_deref(), Some(Path::new("ca.pem")));
+    }
+
+    #[test]
+    fn the_file_store_and_the_shared_store_exclude_each_other() {
+        let url = Some("postgres://lethe@db/lethe".to_string());
+        let both =
+            ServeArgs { data_dir: Some("/tmp/x".into()), database_url: url.clone(), ..Default::default() };
+        assert!(format!("{:#}", Config::load(&both).unwrap_err()).contains("exclude each other"));
+        let shared = ServeArgs {
+            database_url: url,
+            forget_store: Some(StoreMode::Fingerprints),
+            ..Default::default()
+        };
+        assert!(Config::load(&shared).is_ok(), "the fingerprint-only mode works with the shared store");
+        let nowhere = ServeArgs { forget_store: Some(StoreMode::Fingerprints), ..Default::default() };
+        assert!(Config::load(&nowhere).is_err());
     }
 
     #[test]

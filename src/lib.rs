@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod eval;
+pub mod follow;
 pub mod forget;
 pub mod guard;
 pub mod http;

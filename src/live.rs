@@ -4,8 +4,11 @@
 //! flight keep the snapshot they started with. A mutation is written to the durable store only
 //! once its snapshot has built, and acknowledged only once it is durable and swapped in; a
 //! failed build or a bad file leaves the serving snapshot as it was and is reported in status.
+//! With the shared store (PostgreSQL), a mutation is acknowledged once committed to the global
+//! change log and live here; changes made through other replicas arrive by `apply_shared`.
 use crate::forget::mutation::{apply, Mutation, Sets, StoredSet};
-use crate::forget::store::{Rollback, Store};
+use crate::forget::pg::{Applied, Change, Db, RolledBack};
+use crate::forget::store::Store;
 use crate::forget::{Entry, Kind, SetPolicy, StoreMode};
 use crate::guard::derive::Deriver;
 use crate::guard::semantic::Embedder;
@@ -33,6 +36,34 @@ pub enum ChangeError {
     FileManaged(String),
     #[error("{0}")]
     Failed(String),
+    /// The shared store cannot be reached: nothing was changed (or, if the connection broke
+    /// during the commit, the change arrives through the tail like any other).
+    #[error("the shared forget store is unavailable, so the change was not made: {0}")]
+    Unavailable(String),
+}
+
+/// Where admin changes are kept.
+pub enum Backend {
+    /// The embedded file log in the data directory (one server).
+    File(Store),
+    /// The PostgreSQL change log shared by every replica, as applied here.
+    Shared { db: Db, log: Applied },
+}
+
+impl Backend {
+    fn sets(&self) -> &Sets {
+        match self {
+            Backend::File(s) => s.sets(),
+            Backend::Shared { log, .. } => &log.sets,
+        }
+    }
+
+    fn sequence(&self) -> u64 {
+        match self {
+            Backend::File(s) => s.sequence(),
+            Backend::Shared { log, .. } => log.sequence,
+        }
+    }
 }
 
 /// What one request is served with: the model and the forget index built for its tokenizer,
@@ -53,10 +84,12 @@ pub struct Live {
     /// The single writer: store, file entries and the next version, changed together.
     writer: tokio::sync::Mutex<Writer>,
     status: Mutex<ReloadStatus>,
+    /// Why the shared store cannot be reached or read, while it cannot.
+    store_error: Mutex<Option<String>>,
 }
 
 struct Writer {
-    store: Option<Store>,
+    store: Option<Backend>,
     file_entries: Vec<Entry>,
     version: u64,
 }
@@ -68,11 +101,9 @@ impl Live {
         cfg: GuardConfig,
         model: Option<Arc<Model>>,
         embedder: Option<Arc<Embedder>>,
-        data_dir: Option<&std::path::Path>,
+        store: Option<Backend>,
         store_mode: StoreMode,
-        rollback: Rollback,
     ) -> Result<Self> {
-        let store = data_dir.map(|dir| Store::open(dir, rollback)).transpose()?;
         let file_entries = match &cfg.forget {
             Some(path) => crate::forget::load(path)?,
             None => Vec::new(),
@@ -80,7 +111,8 @@ impl Live {
         let started = Instant::now();
         let deriver = Deriver::new(&cfg, embedder);
         let guard =
-            build(&cfg, model.as_deref(), &deriver, &file_entries, store.as_ref().map(Store::sets), 1)?;
+            build(&cfg, model.as_deref(), &deriver, &file_entries, store.as_ref().map(Backend::sets), 1)?;
+        crate::metrics::store_sequence(store.as_ref().map_or(0, Backend::sequence));
         let live = Self {
             snapshot: ArcSwap::from_pointee(Snapshot { model, guard: Arc::new(guard) }),
             cfg,
@@ -88,6 +120,7 @@ impl Live {
             store_mode,
             writer: tokio::sync::Mutex::new(Writer { store, file_entries, version: 1 }),
             status: Mutex::new(ReloadStatus::default()),
+            store_error: Mutex::new(None),
         };
         live.record(started, None);
         Ok(live)
@@ -137,7 +170,23 @@ impl Live {
     }
 
     pub fn status(&self) -> ReloadStatus {
-        self.status.lock().expect("status lock").clone()
+        let mut status = self.status.lock().expect("status lock").clone();
+        if status.error.is_none() {
+            status.error = self.store_error.lock().expect("status lock").clone();
+        }
+        status
+    }
+
+    /// The shared store answered (again): clears its error.
+    pub fn store_reachable(&self) {
+        *self.store_error.lock().expect("status lock") = None;
+        crate::metrics::store_up(true);
+    }
+
+    /// The shared store cannot be reached or read: the serving snapshot stays as it is.
+    pub fn store_failed(&self, error: String) {
+        *self.store_error.lock().expect("status lock") = Some(error);
+        crate::metrics::store_up(false);
     }
 
     pub fn config(&self) -> &GuardConfig {
@@ -145,23 +194,115 @@ impl Live {
     }
 
     /// Applies an admin mutation: build, then persist, then swap. Returns (version, sequence).
+    /// With the shared store the global write lock is taken first and the changes other
+    /// replicas made are applied before this one is checked, so no update is lost.
     pub async fn mutate(self: &Arc<Self>, m: Mutation) -> Result<(u64, u64, f64), ChangeError> {
         let mut w = self.writer.lock().await;
-        let Some(store) = w.store.as_ref() else {
+        let Some(store) = w.store.as_mut() else {
             return Err(ChangeError::Invalid(
-                "this server has no data directory (data_dir), so it cannot store forget-list changes".into(),
+                "this server has neither a data directory (data_dir) nor a database (database_url), so it \
+                 cannot store forget-list changes"
+                    .into(),
             ));
         };
-        if w.file_entries.iter().any(|e| e.set == m.set()) {
+        let started = Instant::now();
+        let caught_up = match store {
+            Backend::File(_) => None,
+            Backend::Shared { db, log } => {
+                let pending = match db.begin(log.sequence, log.last_sum).await {
+                    Ok(pending) => pending,
+                    Err(e) if e.is::<RolledBack>() => {
+                        let msg = format!("{e:#}");
+                        self.store_failed(msg.clone());
+                        return Err(ChangeError::Failed(msg));
+                    }
+                    Err(e) => return Err(self.unavailable(e)),
+                };
+                let mut next = log.clone();
+                if let Err(e) = next.apply_changes(&pending) {
+                    db.abort().await;
+                    let msg = format!("{e:#}");
+                    self.store_failed(msg.clone());
+                    return Err(ChangeError::Failed(msg));
+                }
+                Some((next, pending.is_empty()))
+            }
+        };
+        let sets = match &caught_up {
+            Some((next, _)) => next.sets.clone(),
+            None => store.sets().clone(),
+        };
+        let incremental = caught_up.as_ref().is_none_or(|(_, none_pending)| *none_pending);
+        let built = self.build_change(&w.file_entries, sets, m, w.version + 1, incremental).await;
+        let store = w.store.as_mut().expect("checked above");
+        let (m, guard) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                if let Backend::Shared { db, .. } = store {
+                    db.abort().await;
+                }
+                if let ChangeError::Failed(msg) = &e {
+                    self.record(started, Some(msg.clone()));
+                }
+                return Err(e);
+            }
+        };
+        let sequence = match store {
+            Backend::File(store) => store.commit(&m).map_err(|e| {
+                let msg = format!("{e:#}");
+                self.record(started, Some(msg.clone()));
+                ChangeError::Failed(msg)
+            })?,
+            Backend::Shared { db, log } => {
+                let (mut next, _) = caught_up.expect("set for the shared store");
+                let change = match Change::encode(next.sequence + 1, next.last_sum, &m) {
+                    Ok(change) => change,
+                    Err(e) => {
+                        db.abort().await;
+                        return Err(ChangeError::Failed(format!("{e:#}")));
+                    }
+                };
+                if let Err(e) = db.append(&change).await {
+                    return Err(self.unavailable(e));
+                }
+                next.apply_changes(&[change]).map_err(|e| ChangeError::Failed(format!("{e:#}")))?;
+                *log = next;
+                self.store_reachable();
+                log.sequence
+            }
+        };
+        w.version += 1;
+        self.swap_guard(guard);
+        crate::metrics::store_sequence(sequence);
+        let seconds = started.elapsed().as_secs_f64();
+        self.record(started, None);
+        Ok((w.version, sequence, seconds))
+    }
+
+    fn unavailable(&self, e: anyhow::Error) -> ChangeError {
+        let msg = format!("{e:#}");
+        self.store_failed(msg.clone());
+        ChangeError::Unavailable(msg)
+    }
+
+    /// Checks `m` against `sets` and builds the snapshot with it applied (sealing its entries
+    /// first in the fingerprint-only mode). `incremental`: the serving snapshot is `sets`, so
+    /// entries new to the list can be indexed on their own.
+    async fn build_change(
+        self: &Arc<Self>,
+        file_entries: &[Entry],
+        sets: Sets,
+        m: Mutation,
+        version: u64,
+        incremental: bool,
+    ) -> Result<(Mutation, Guard), ChangeError> {
+        if file_entries.iter().any(|e| e.set == m.set()) {
             return Err(ChangeError::FileManaged(m.set().to_string()));
         }
-        let sets = store.sets().clone();
         apply(&mut sets.clone(), &m).map_err(|e| ChangeError::Invalid(format!("{e:#}")))?;
-        let started = Instant::now();
-        let version = w.version + 1;
         let this = self.clone();
         let model = self.model();
-        let file_entries = w.file_entries.clone();
+        let file_entries = file_entries.to_vec();
         let built = tokio::task::spawn_blocking(move || -> Result<(Mutation, Guard)> {
             let m = match this.store_mode {
                 StoreMode::Text => m,
@@ -170,49 +311,93 @@ impl Live {
             // Entries new to the list only need indexing of their own; anything else (a
             // replaced or removed entry, a policy change) rebuilds the snapshot whole.
             let added = match &m {
-                Mutation::AddEntries { set, entries } if only_new(sets.get(set), entries) => {
+                Mutation::AddEntries { set, entries } if incremental && only_new(sets.get(set), entries) => {
                     Some(entries.clone())
                 }
                 _ => None,
             };
             let mut next = sets;
             apply(&mut next, &m)?;
-            let cfg = effective_config(&this.cfg, Some(&next));
-            let grown = match added {
-                Some(added) => {
-                    this.current().with_added(&added, &cfg, model.as_deref(), &this.deriver, version)?
-                }
-                None => None,
-            };
-            let guard = match grown {
-                Some(guard) => guard,
-                None => {
-                    build(&this.cfg, model.as_deref(), &this.deriver, &file_entries, Some(&next), version)?
-                }
-            };
+            let guard = this.build_next(model.as_deref(), &file_entries, &next, added, version)?;
             Ok((m, guard))
         })
         .await
         .map_err(|e| ChangeError::Failed(format!("snapshot build aborted: {e}")))?;
-        let (m, guard) = match built {
-            Ok(built) => built,
+        built.map_err(|e| ChangeError::Failed(format!("building the new snapshot failed: {e:#}")))
+    }
+
+    /// The snapshot for `next`: the serving one grown by `added` when that is all that changed,
+    /// otherwise built whole.
+    fn build_next(
+        &self,
+        model: Option<&Model>,
+        file_entries: &[Entry],
+        next: &Sets,
+        added: Option<Vec<Entry>>,
+        version: u64,
+    ) -> Result<Guard> {
+        let cfg = effective_config(&self.cfg, Some(next));
+        let grown = match added {
+            Some(added) => self.current().with_added(&added, &cfg, model, &self.deriver, version)?,
+            None => None,
+        };
+        match grown {
+            Some(guard) => Ok(guard),
+            None => build(&self.cfg, model, &self.deriver, file_entries, Some(next), version),
+        }
+    }
+
+    /// Applies changes read from the shared store's log (made through any replica) and swaps
+    /// the snapshot; returns the applied sequence. A change that does not decode or apply is
+    /// an error and nothing of the batch is applied.
+    pub async fn apply_shared(self: &Arc<Self>, changes: Vec<Change>) -> Result<u64> {
+        let mut w = self.writer.lock().await;
+        let Some(Backend::Shared { log, .. }) = w.store.as_ref() else { bail!("no shared store") };
+        let base = log.clone();
+        if changes.iter().all(|c| c.sequence <= base.sequence) {
+            return Ok(base.sequence);
+        }
+        let started = Instant::now();
+        let mut next = base.clone();
+        let mutations = next.apply_changes(&changes)?;
+        let added = match mutations.as_slice() {
+            [Mutation::AddEntries { set, entries }] if only_new(base.sets.get(set), entries) => {
+                Some(entries.clone())
+            }
+            _ => None,
+        };
+        let (this, model, file_entries, version) =
+            (self.clone(), self.model(), w.file_entries.clone(), w.version + 1);
+        let sets = next.sets.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            this.build_next(model.as_deref(), &file_entries, &sets, added, version)
+        })
+        .await?;
+        let guard = match built {
+            Ok(guard) => guard,
             Err(e) => {
-                let msg = format!("building the new snapshot failed: {e:#}");
+                let msg = format!("building the snapshot for the shared store's changes failed: {e:#}");
                 self.record(started, Some(msg.clone()));
-                return Err(ChangeError::Failed(msg));
+                bail!(msg);
             }
         };
-        let store = w.store.as_mut().expect("checked above");
-        let sequence = store.commit(&m).map_err(|e| {
-            let msg = format!("{e:#}");
-            self.record(started, Some(msg.clone()));
-            ChangeError::Failed(msg)
-        })?;
+        let sequence = next.sequence;
+        if let Some(Backend::Shared { log, .. }) = w.store.as_mut() {
+            *log = next;
+        }
         w.version = version;
         self.swap_guard(guard);
-        let seconds = started.elapsed().as_secs_f64();
+        crate::metrics::store_sequence(sequence);
         self.record(started, None);
-        Ok((version, sequence, seconds))
+        Ok(sequence)
+    }
+
+    /// The last change of the shared store applied here: its sequence and checksum.
+    pub async fn shared_position(&self) -> (u64, u64) {
+        match self.writer.lock().await.store.as_ref() {
+            Some(Backend::Shared { log, .. }) => (log.sequence, log.last_sum),
+            _ => (0, 0),
+        }
     }
 
     /// Reloads the forget file or folder (on a file change or SIGHUP). A bad file is reported
@@ -276,7 +461,7 @@ impl Live {
                 set.entries.values().for_each(|e| s.count(e));
             }
         }
-        (w.store.as_ref().map_or(0, Store::sequence), out.into_values().collect())
+        (w.store.as_ref().map_or(0, Backend::sequence), out.into_values().collect())
     }
 
     fn policy_for(&self, set: &str, stored: Option<&SetPolicy>) -> SetPolicy {

@@ -39,6 +39,9 @@ pub const CONNECTIONS_OPEN: &str = "lethe_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "lethe_connections_refused_total";
 pub const STORE_WRITE_FAILURES: &str = "lethe_store_write_failures_total";
 pub const STORE_ROLLBACKS_ACCEPTED: &str = "lethe_store_rollbacks_accepted_total";
+pub const STORE_SEQUENCE: &str = "lethe_forget_store_sequence";
+pub const STORE_UP: &str = "lethe_forget_store_up";
+pub const STORE_LAG: &str = "lethe_forget_store_lag_seconds";
 pub const HTTP_REQUESTS: &str = "lethe_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "lethe_http_request_duration_seconds";
 pub const UPSTREAM_REQUESTS: &str = "lethe_upstream_requests_total";
@@ -165,6 +168,19 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         STORE_ROLLBACKS_ACCEPTED,
         "Starts that served a forget store shorter than its checkpoint, as --accept-store-rollback allowed."
     );
+    describe_gauge!(
+        STORE_SEQUENCE,
+        "Sequence of the last forget-store change applied here; with a shared store, comparable across replicas."
+    );
+    describe_gauge!(
+        STORE_UP,
+        "Whether the shared forget store (database) answered the last read or write (1) or not (0)."
+    );
+    describe_gauge!(
+        STORE_LAG,
+        Unit::Seconds,
+        "Seconds since this replica last found itself at the head of the shared change log (0 while it follows it)."
+    );
     Ok(())
 }
 
@@ -182,6 +198,18 @@ pub fn connection_refused() {
 
 pub fn store_write_failed() {
     counter!(STORE_WRITE_FAILURES).increment(1);
+}
+
+pub fn store_sequence(sequence: u64) {
+    gauge!(STORE_SEQUENCE).set(sequence as f64);
+}
+
+pub fn store_up(up: bool) {
+    gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn store_lag(seconds: f64) {
+    gauge!(STORE_LAG).set(seconds);
 }
 
 pub fn store_rollback_accepted() {

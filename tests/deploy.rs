@@ -429,3 +429,38 @@ fn monitoring_overlay_carries_the_alert_rules_and_scrapes_the_metrics_port() {
     assert_eq!(endpoint["path"], "/metrics");
     assert_eq!(named(&service["spec"]["ports"], endpoint["port"].as_str().unwrap())["targetPort"], "metrics");
 }
+
+/// The shared-store overlay: the base with the database URL from a Secret, its CA mounted for
+/// database_ca_file, no per-pod store volume, and the admin port on the Service (any replica
+/// may take a change now).
+#[test]
+fn shared_store_overlay_takes_the_database_from_a_secret_and_keeps_no_store_volume() {
+    let rendered = kustomize("deploy/k8s/shared");
+    let docs = yaml_documents(&rendered);
+    assert_validated(&validate(&rendered), &docs, &[]);
+    let deployment = find(&docs, "Deployment", "lethe");
+    let spec = &deployment["spec"]["template"]["spec"];
+    let container = &spec["containers"][0];
+    let url = &named(&container["env"], "LETHE_DATABASE_URL")["valueFrom"]["secretKeyRef"];
+    assert_eq!((&url["name"], &url["key"]), (&Value::from("lethe-database"), &Value::from("url")));
+    let volumes: Vec<&str> =
+        spec["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert!(!volumes.contains(&"data"), "no per-pod store: {volumes:?}");
+    assert!(volumes.contains(&"forget"), "the ConfigMap path stays for GitOps sets");
+    assert!(docs.iter().all(|d| d["kind"] != "Secret"), "no Secret is committed");
+
+    let config_map = find(&docs, "ConfigMap", "lethe-config-");
+    let dir = tempfile::tempdir().unwrap();
+    let (file, toml) = config_map["data"].as_object().unwrap().iter().next().unwrap();
+    std::fs::write(dir.path().join(file), toml.as_str().unwrap()).unwrap();
+    let cfg = Config::from_file(&dir.path().join(file)).unwrap();
+    assert!(cfg.data_dir.is_none());
+    assert_eq!(
+        cfg.database_ca_file.as_deref(),
+        Some(mount_path(container, "database").join("ca.crt").as_path())
+    );
+    let service = find(&docs, "Service", "lethe");
+    let admin = named(&service["spec"]["ports"], "admin");
+    assert_eq!(admin["targetPort"], "admin");
+    assert_eq!(cfg.admin_listen.map(|a| a.port()), Some(port(container, "admin")));
+}

@@ -110,6 +110,16 @@ pub fn replay(bytes: &[u8]) -> Replay {
     r
 }
 
+/// Reads one record of the chained format (a line without its end) that must be record `n`
+/// following the record whose checksum is `prev`: its checksum and mutation.
+pub fn decode(line: &[u8], n: u64, prev: u64) -> Result<(u64, Mutation), Damage> {
+    let record = read_record(line, n, prev)?;
+    if !record.chained {
+        return Err(Damage::Malformed);
+    }
+    Ok((record.sum, record.mutation))
+}
+
 struct Record {
     sum: u64,
     mutation: Mutation,

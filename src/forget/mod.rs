@@ -13,6 +13,8 @@ pub mod checkpoint;
 pub mod fingerprints;
 pub mod log;
 pub mod mutation;
+pub mod pg;
+pub mod pg_tls;
 pub mod policy;
 pub mod store;
 

@@ -123,6 +123,7 @@ impl Error {
             Error::Change(ChangeError::Invalid(_)) => Code::InvalidArgument,
             Error::Change(ChangeError::FileManaged(_)) => Code::FailedPrecondition,
             Error::Change(ChangeError::Failed(_)) => Code::Internal,
+            Error::Change(ChangeError::Unavailable(_)) => Code::Unavailable,
             Error::Reload(_) => Code::InvalidArgument,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::BadRequest { .. } => Code::InvalidArgument,
@@ -158,6 +159,7 @@ impl Error {
             }
             Error::Change(ChangeError::FileManaged(_)) => (409, "invalid_request_error", None, None),
             Error::Change(ChangeError::Failed(_)) => (500, "server_error", None, None),
+            Error::Change(ChangeError::Unavailable(_)) => (503, "server_error", None, Some(1)),
             Error::Unauthenticated(_) => (401, "authentication_error", Some("invalid_api_key"), None),
             Error::UnknownModel(_) => (404, "invalid_request_error", Some("model_not_found"), None),
             Error::NoRoute(_) => (404, "invalid_request_error", Some("unknown_url"), None),
@@ -229,6 +231,7 @@ mod tests {
             (Error::DeadlineExceeded("while queued".into()), Code::DeadlineExceeded),
             (Error::Change(ChangeError::FileManaged("s".into())), Code::FailedPrecondition),
             (Error::Change(ChangeError::Failed("disk".into())), Code::Internal),
+            (Error::Change(ChangeError::Unavailable("database".into())), Code::Unavailable),
             (Error::Reload(ReloadError::NotAFile("/x".into())), Code::InvalidArgument),
             (Error::Unauthenticated("a token"), Code::Unauthenticated),
             (Error::NoLocalModel, Code::FailedPrecondition),

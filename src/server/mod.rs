@@ -15,8 +15,9 @@ pub mod telemetry;
 pub mod validate;
 
 use crate::config::Config;
-use crate::forget::store::Rollback;
-use crate::live::Live;
+use crate::forget::pg::{Connector, Db};
+use crate::forget::store::{Rollback, Store};
+use crate::live::{Backend, Live};
 use crate::model::Model;
 use crate::proto::forget_admin_server::ForgetAdminServer;
 use crate::proto::inference_server::InferenceServer;
@@ -47,11 +48,17 @@ pub async fn serve(config: Config) -> Result<()> {
     let tls = tls_config(&config)?;
     let admin_auth = auth::BearerAuth::new(admin_token(&config)?)
         .accepting_client_certs(config.tls_client_ca_file.is_some());
+    let (store, shared) = open_store(&config, tls.clone()).await?;
     let live = {
         let (config, model) = (config.clone(), model.clone());
-        tokio::task::spawn_blocking(move || start_live(&config, model)).await??
+        tokio::task::spawn_blocking(move || start_live(&config, model, store)).await??
     };
     let live = Arc::new(live);
+    let stop_following = tokio_util::sync::CancellationToken::new();
+    let _stop_following = stop_following.clone().drop_guard();
+    if let Some(connector) = shared {
+        crate::follow::start(live.clone(), connector, stop_following);
+    }
     let state = Arc::new(inference::State {
         admission: admission::Admission::new(config.max_concurrent_generations, config.max_queued_requests),
         live: live.clone(),
@@ -178,8 +185,99 @@ pub async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Opens the forget store: the file log in `data_dir`, or the shared one in `database_url`
+/// (with its connector, for the tail). A database that cannot be reached is retried for a
+/// minute, each failure logged and health answering NOT_SERVING, then the start fails: there
+/// is no local copy to serve.
+async fn open_store(
+    config: &Config,
+    tls: Option<ServerTlsConfig>,
+) -> Result<(Option<Backend>, Option<Connector>)> {
+    if let Some(dir) = config.data_dir.clone() {
+        let rollback = if config.accept_store_rollback { Rollback::Accept } else { Rollback::Refuse };
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir, rollback)).await??;
+        return Ok((Some(Backend::File(store)), None));
+    }
+    let Some(url) = &config.database_url else { return Ok((None, None)) };
+    let password = match &config.database_password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the database password file {}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        None => None,
+    };
+    let connector = Connector::new(url, password.as_deref(), config.database_ca_file.as_deref())?;
+    let mut db = match Db::connect(connector.clone()).await {
+        Ok(db) => db,
+        Err(e) => {
+            connect_failed(&e);
+            not_serving_while(config.listen, tls, connect_with_retries(&connector)).await?
+        }
+    };
+    let log = db.load().await.context("loading the shared forget store (database_url)")?;
+    tracing::info!(sequence = log.sequence, sets = log.sets.len(), "shared forget store loaded");
+    crate::metrics::store_up(true);
+    Ok((Some(Backend::Shared { db, log }), Some(connector)))
+}
+
+fn connect_failed(e: &anyhow::Error) {
+    tracing::error!(error = %format!("{e:#}"), "connecting to the shared forget store (database_url) failed; not serving yet, retrying");
+}
+
+/// Retries connecting to the shared store for `DATABASE_START_TIMEOUT`, each failure logged.
+async fn connect_with_retries(connector: &Connector) -> Result<Db> {
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match Db::connect(connector.clone()).await {
+            Ok(db) => return Ok(db),
+            Err(e) if started.elapsed() < DATABASE_START_TIMEOUT => connect_failed(&e),
+            Err(e) => {
+                return Err(e.context(format!(
+                    "the shared forget store (database_url) could not be reached for {} s",
+                    DATABASE_START_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+}
+
+const DATABASE_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `wait` with the gRPC listener answering health checks NOT_SERVING (and nothing else),
+/// so probes and clients see a replica waiting for its forget store, not a missing listener.
+async fn not_serving_while<T>(
+    listen: std::net::SocketAddr,
+    tls: Option<ServerTlsConfig>,
+    wait: impl std::future::Future<Output = T>,
+) -> T {
+    let (listener, mut builder) = match (TcpListener::bind(listen).await, transport(tls)) {
+        (Ok(listener), Ok(builder)) => (listener, builder),
+        _ => return wait.await, // the real bind reports the error
+    };
+    let (mut health, service) = tonic_health::server::health_reporter();
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let out = wait.await;
+    // Ends Health/Watch streams, which would otherwise hold the shutdown open.
+    health.clear_service_status("").await;
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(Duration::from_secs(5), server).await.is_err() {
+        tracing::warn!("the interim health listener did not stop in 5 s");
+    }
+    out
+}
+
 /// Loads the embedder, the forget file and the durable store, and builds the first snapshot.
-fn start_live(config: &Config, model: Option<Arc<Model>>) -> Result<Live> {
+fn start_live(config: &Config, model: Option<Arc<Model>>, store: Option<Backend>) -> Result<Live> {
     let started = std::time::Instant::now();
     let cfg = &config.guard;
     let embedder = cfg.load_embedder().with_context(|| {
@@ -188,14 +286,7 @@ fn start_live(config: &Config, model: Option<Arc<Model>>) -> Result<Live> {
             cfg.embedder.as_deref().unwrap_or(std::path::Path::new("")).display()
         )
     })?;
-    let live = Live::start(
-        cfg.clone(),
-        model,
-        embedder,
-        config.data_dir.as_deref(),
-        config.forget_store,
-        if config.accept_store_rollback { Rollback::Accept } else { Rollback::Refuse },
-    )?;
+    let live = Live::start(cfg.clone(), model, embedder, store, config.forget_store)?;
     let guard = live.current();
     let sizes = guard.index_sizes();
     tracing::info!(
