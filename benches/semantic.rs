@@ -114,10 +114,14 @@ fn all_layers(c: &mut Criterion, e: Arc<Embedder>, vocab: &[String]) {
     let entries = lethe::forget::load(&path).expect("eval/forget.jsonl");
     let guard =
         Arc::new(Guard::build(&entries, &GuardConfig::default(), None, Some(e.clone()), 1).expect("build"));
-    // The same with the pre-gate off: every window embedded, as before the gate existed.
-    let mut ungated_cfg = GuardConfig::default();
-    ungated_cfg.semantic.gate_min_words = 0;
-    let ungated = Arc::new(Guard::build(&entries, &ungated_cfg, None, Some(e), 1).expect("build"));
+    // The same with the pre-gate off (every window embedded, as before the gate existed), and
+    // with a stricter gate (2 distinctive words).
+    let with_gate = |min_words: usize| {
+        let mut cfg = GuardConfig::default();
+        cfg.semantic.gate_min_words = min_words;
+        Arc::new(Guard::build(&entries, &cfg, None, Some(e.clone()), 1).expect("build"))
+    };
+    let (ungated, gate2) = (with_gate(0), with_gate(2));
     // About 100 words, the length of a 128-token answer: off the list's topics (filler), and on
     // them (the evaluation's paraphrases, which the gate must let through to the embedder).
     let off_topic = synth::filler(600, 77, vocab);
@@ -146,7 +150,12 @@ fn all_layers(c: &mut Criterion, e: Arc<Embedder>, vocab: &[String]) {
         });
         let pieces: Vec<String> = output.split_inclusive(' ').map(str::to_string).collect();
         g.throughput(Throughput::Elements(pieces.len() as u64));
-        for (name, guard) in [("stream_push_per_word", &guard), ("stream_push_per_word_ungated", &ungated)] {
+        let streams = [
+            ("stream_push_per_word", &guard),
+            ("stream_push_per_word_ungated", &ungated),
+            ("stream_push_per_word_gate_2_words", &gate2),
+        ];
+        for (name, guard) in streams {
             g.bench_function(name, |b| {
                 b.iter_batched(
                     || StreamGuard::new(guard.clone()),

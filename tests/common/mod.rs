@@ -43,9 +43,21 @@ impl Server {
 
     /// As `start`, with extra environment variables.
     pub async fn start_env(model: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut server = Self::spawn(model, extra, env);
-        server.wait_serving().await;
-        server
+        Self::launch_serving(Some(model), extra, env).await
+    }
+
+    /// Launches until the server serves: a port `free_port` picked can be taken by another
+    /// test's process before the server binds it, and then a new pair of ports is tried.
+    async fn launch_serving(model: Option<&std::path::Path>, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut attempt = 1;
+        loop {
+            let mut server = Self::launch(model, extra, env, None);
+            match server.serving().await {
+                Ok(()) => return server,
+                Err(logs) if attempt < 5 && logs.contains("Address already in use") => attempt += 1,
+                Err(logs) => panic!("lethe exited during start-up:\n{logs}"),
+            }
+        }
     }
 
     /// Starts the process without waiting for it to serve.
@@ -56,9 +68,7 @@ impl Server {
     /// Starts `lethe serve EXTRA...` without `--model` (a server that only guards upstreams)
     /// and waits until health says SERVING.
     pub async fn start_without_model(extra: &[&str]) -> Server {
-        let mut server = Self::launch(None, extra, &[], None);
-        server.wait_serving().await;
-        server
+        Self::launch_serving(None, extra, &[]).await
     }
 
     /// As `spawn`, with the process's descriptor limit (RLIMIT_NOFILE) set to `nofile`.
@@ -114,10 +124,17 @@ impl Server {
     }
 
     pub async fn wait_serving(&mut self) {
+        if let Err(logs) = self.serving().await {
+            panic!("lethe exited during start-up:\n{logs}");
+        }
+    }
+
+    /// Waits until health says SERVING; the server's log if it exited first.
+    async fn serving(&mut self) -> Result<(), String> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("lethe exited with {status} during start-up:\n{}", self.logs());
+                return Err(format!("{status}\n{}", self.logs()));
             }
             if let Ok(channel) =
                 Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await
@@ -125,7 +142,7 @@ impl Server {
                 let reply =
                     HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
                 if reply.is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32) {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(started.elapsed() < Duration::from_secs(120), "lethe did not start:\n{}", self.logs());
