@@ -122,9 +122,17 @@ fn all_layers(c: &mut Criterion, e: Arc<Embedder>, vocab: &[String]) {
         Arc::new(Guard::build(&entries, &cfg, None, Some(e.clone()), 1).expect("build"))
     };
     let (ungated, gate2) = (with_gate(0), with_gate(2));
-    // About 100 words, the length of a 128-token answer: off the list's topics (filler), and on
-    // them (the evaluation's paraphrases, which the gate must let through to the embedder).
-    let off_topic = synth::filler(600, 77, vocab);
+    // About 100 words, the length of a 128-token answer: an answer on another topic, random
+    // words of the evaluation files' vocabulary (the forget list's words among them), and the
+    // evaluation's paraphrases of forget documents (which the gate must let through).
+    let off_topic = "To grow tomatoes well, start the seeds indoors six weeks before the last frost, \
+        then move the seedlings outside once the nights stay warm. Plant them deep, up to the first \
+        leaves, so the buried stem grows extra roots. Give each plant a stake or a cage, water the \
+        soil rather than the leaves, and add a layer of mulch to keep the moisture in. Pinch out \
+        the side shoots of vining kinds, feed them every two weeks once the first fruit sets, and \
+        pick the fruit as soon as it colours evenly; it ripens well on a sunny windowsill."
+        .to_string();
+    let eval_words = synth::filler(600, 77, vocab);
     let on_topic: String = std::fs::read_to_string(path.with_file_name("paraphrases.jsonl"))
         .expect("eval/paraphrases.jsonl")
         .lines()
@@ -137,7 +145,9 @@ fn all_layers(c: &mut Criterion, e: Arc<Embedder>, vocab: &[String]) {
         .take(100)
         .collect::<Vec<_>>()
         .join(" ");
-    for (topic, output) in [("off_topic", off_topic), ("on_topic", on_topic)] {
+    for (topic, output) in
+        [("off_topic", off_topic), ("eval_vocabulary", eval_words), ("paraphrase", on_topic)]
+    {
         let words = output.split(' ').count();
         let mut g = c.benchmark_group(format!("guard_all_layers_eval_list_{words}_word_{topic}_output"));
         g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(5));
