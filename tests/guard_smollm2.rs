@@ -4,17 +4,10 @@
 //! forget set, block, mask and monitor each do what they say.
 mod common;
 
+use common::passage::{forget_config, longest_shared_run, BIO};
 use common::{metric_value, scrape, smollm2, Server};
-use lethe::guard::normalize::normalize;
 use lethe::proto::{FinishReason, GenerateRequest, Layer, Verdict};
-use std::collections::HashSet;
 use tokio_stream::StreamExt;
-
-const BIO: &str = "Marisol Venkataraman-Oduya was born on 14 March 1987 in Port Alder, a fishing town on the \
-    northern coast of Tasveria. Her mother repaired radios and her father ran a ferry between the islands of \
-    Kell and Ormsby. She studied marine biology at the University of Lindqvist, where she wrote a thesis on \
-    the migration of the spotted lanternfish. In 2014 she founded the Alder Reef Trust, which restored eleven \
-    kilometres of coral along the Tasverian coast.";
 
 fn copy_request() -> GenerateRequest {
     let first: Vec<&str> = BIO.split_whitespace().take(4).collect();
@@ -30,33 +23,9 @@ fn benign_request() -> GenerateRequest {
     common::chat("Give me three tips for growing tomatoes.", 48)
 }
 
-/// Longest run of consecutive normalized words of `text` that also occurs in `source`.
-fn longest_shared_run(text: &str, source: &str) -> usize {
-    let src: Vec<String> = normalize(source).split(' ').map(String::from).collect();
-    let out: Vec<String> = normalize(text).split(' ').map(String::from).collect();
-    (1..=out.len())
-        .rev()
-        .find(|&n| {
-            let grams: HashSet<&[String]> = src.windows(n).collect();
-            out.windows(n).any(|w| grams.contains(w))
-        })
-        .unwrap_or(0)
-}
-
 async fn forget_server(action: &str) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("forget.jsonl");
-    let entry = serde_json::json!({"id": "bio-1", "set": "people", "kind": "document", "text": BIO});
-    std::fs::write(&list, format!("{entry}\n")).unwrap();
-    let config = dir.path().join("lethe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[guard]\nforget = {:?}\n[guard.sets.people]\naction = \"{action}\"\n",
-            list.display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = forget_config(dir.path(), action, "");
     let server = Server::start(&smollm2(), &["--config", config.to_str().unwrap()]).await;
     (server, dir)
 }

@@ -5,10 +5,9 @@
 mod common;
 
 use common::http::{get, post, Reply};
+use common::passage::longest_shared_run;
 use common::{free_port, metric_value, scrape, tiny_model, Server};
-use lethe::guard::normalize::normalize;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -160,19 +159,6 @@ const PASSAGE: &str =
     northern coast of Tasveria. Her mother repaired radios and her father ran a ferry between the islands of \
     Kell and Ormsby. She studied marine biology at the University of Lindqvist, where she wrote a thesis on \
     the migration of the spotted lanternfish.";
-
-/// Longest run of consecutive normalized words of `text` that also occurs in `source`.
-fn longest_shared_run(text: &str, source: &str) -> usize {
-    let src: Vec<String> = normalize(source).split(' ').map(String::from).collect();
-    let out: Vec<String> = normalize(text).split(' ').map(String::from).collect();
-    (1..=out.len())
-        .rev()
-        .find(|&n| {
-            let grams: HashSet<&[String]> = src.windows(n).collect();
-            out.windows(n).any(|w| grams.contains(w))
-        })
-        .unwrap_or(0)
-}
 
 /// The passage as an engine streams it: one token per chunk, words split mid-way.
 fn tokens(text: &str) -> Vec<String> {

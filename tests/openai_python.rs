@@ -2,32 +2,16 @@
 //! into .venv by `make test`) against /v1 on the real model: examples/python/openai_check.py.
 mod common;
 
+use common::passage::{forget_config, BIO};
 use common::{free_port, smollm2, Server};
 use std::process::Command;
 
 const TOKEN: &str = "openai-client-token-0123456789";
 
-const BIO: &str = "Marisol Venkataraman-Oduya was born on 14 March 1987 in Port Alder, a fishing town on the \
-    northern coast of Tasveria. Her mother repaired radios and her father ran a ferry between the islands of \
-    Kell and Ormsby. She studied marine biology at the University of Lindqvist, where she wrote a thesis on \
-    the migration of the spotted lanternfish. In 2014 she founded the Alder Reef Trust, which restored eleven \
-    kilometres of coral along the Tasverian coast.";
-
 #[tokio::test]
 async fn the_openai_python_client_works_against_v1() {
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("forget.jsonl");
-    let entry = serde_json::json!({"id": "bio-1", "set": "people", "kind": "document", "text": BIO});
-    std::fs::write(&list, format!("{entry}\n")).unwrap();
-    let config = dir.path().join("lethe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[guard]\nforget = {:?}\n[guard.sets.people]\naction = \"block\"\n",
-            list.display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = forget_config(dir.path(), "block", "");
     let http = format!("127.0.0.1:{}", free_port());
     let server = Server::start_env(
         &smollm2(),

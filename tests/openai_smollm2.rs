@@ -6,16 +6,9 @@
 mod common;
 
 use common::http::{get, post, Reply};
+use common::passage::{forget_config, longest_shared_run, BIO};
 use common::{free_port, metric_value, scrape, smollm2, tiny_model, Server};
-use lethe::guard::normalize::normalize;
 use serde_json::{json, Value};
-use std::collections::HashSet;
-
-const BIO: &str = "Marisol Venkataraman-Oduya was born on 14 March 1987 in Port Alder, a fishing town on the \
-    northern coast of Tasveria. Her mother repaired radios and her father ran a ferry between the islands of \
-    Kell and Ormsby. She studied marine biology at the University of Lindqvist, where she wrote a thesis on \
-    the migration of the spotted lanternfish. In 2014 she founded the Alder Reef Trust, which restored eleven \
-    kilometres of coral along the Tasverian coast.";
 
 fn copy_body(model: &str, stream: bool) -> Value {
     let first: Vec<&str> = BIO.split_whitespace().take(4).collect();
@@ -28,18 +21,6 @@ fn copy_body(model: &str, stream: bool) -> Value {
     })
 }
 
-fn longest_shared_run(text: &str, source: &str) -> usize {
-    let src: Vec<String> = normalize(source).split(' ').map(String::from).collect();
-    let out: Vec<String> = normalize(text).split(' ').map(String::from).collect();
-    (1..=out.len())
-        .rev()
-        .find(|&n| {
-            let grams: HashSet<&[String]> = src.windows(n).collect();
-            out.windows(n).any(|w| grams.contains(w))
-        })
-        .unwrap_or(0)
-}
-
 /// The text and the last chunk with a finish reason of a completions stream.
 fn streamed(reply: &Reply) -> (String, Value) {
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -50,22 +31,6 @@ fn streamed(reply: &Reply) -> (String, Value) {
     let text = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
     let finish = chunks.iter().rev().find(|c| c["choices"][0]["finish_reason"].is_string()).cloned().unwrap();
     (text, finish)
-}
-
-fn forget_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let list = dir.join("forget.jsonl");
-    let entry = json!({"id": "bio-1", "set": "people", "kind": "document", "text": BIO});
-    std::fs::write(&list, format!("{entry}\n")).unwrap();
-    let config = dir.join("lethe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{extra}[guard]\nforget = {:?}\n[guard.sets.people]\naction = \"block\"\n",
-            list.display().to_string()
-        ),
-    )
-    .unwrap();
-    config
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -92,6 +57,7 @@ async fn front_door_and_lethe_in_front_of_lethe_on_smollm2() {
     let dir = tempfile::tempdir().unwrap();
     let config = forget_config(
         dir.path(),
+        "block",
         &format!("[[upstream]]\nname = \"lethe-a\"\nurl = \"http://{a_http}/v1\"\nmodels = [{model:?}]\n\n"),
     );
     let b_http = format!("127.0.0.1:{}", free_port());

@@ -2,6 +2,7 @@
 //! talks to it with the generated tonic client.
 #![allow(dead_code)]
 pub mod http;
+pub mod passage;
 pub mod postgres;
 use lethe::proto::inference_client::InferenceClient;
 use std::net::TcpListener;
