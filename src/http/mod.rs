@@ -22,7 +22,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
 pub struct Http {
@@ -44,13 +43,8 @@ impl Http {
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Error> {
         let Some(expected) = &self.token else { return Ok(()) };
-        let presented = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::as_bytes)
-            .unwrap_or_default();
-        if bool::from(presented.ct_eq(expected.as_slice())) {
+        let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if crate::server::auth::bearer_matches(header, expected) {
             Ok(())
         } else {
             Err(Error::Unauthenticated(

@@ -38,14 +38,8 @@ impl BearerAuth {
             }
         }
         let Some(expected) = &self.token else { return Ok(()) };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::as_bytes)
-            .unwrap_or_default();
-        if bool::from(presented.ct_eq(expected.as_slice())) {
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        if bearer_matches(header, expected) {
             Ok(())
         } else {
             Err(Error::Unauthenticated(if self.client_certs {
@@ -55,6 +49,12 @@ impl BearerAuth {
             }))
         }
     }
+}
+
+/// Whether an `authorization` header value is `Bearer <expected>`, compared in constant time.
+pub fn bearer_matches(header: Option<&str>, expected: &[u8]) -> bool {
+    let presented = header.and_then(|v| v.strip_prefix("Bearer ")).map(str::as_bytes).unwrap_or_default();
+    bool::from(presented.ct_eq(expected))
 }
 
 impl tonic::service::Interceptor for BearerAuth {

@@ -129,20 +129,7 @@ pub fn validate(req: &GenerateRequest, cfg: &Config, model: &Model) -> Result<Jo
         return Err(V::MinNewTokens { min: min_new_tokens, max: max_new_tokens });
     }
     let temperature = req.temperature.unwrap_or(cfg.default_temperature);
-    if !(temperature == 0.0 || temperature.is_finite() && temperature >= MIN_TEMPERATURE) {
-        return Err(V::Temperature(temperature));
-    }
-    if let Some(p) = req.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(V::TopP(p));
-        }
-    }
-    if req.stop.len() > MAX_STOP_STRINGS {
-        return Err(V::TooManyStops { max: MAX_STOP_STRINGS, got: req.stop.len() });
-    }
-    if req.stop.iter().any(String::is_empty) {
-        return Err(V::EmptyStop);
-    }
+    check_sampling(Some(temperature), req.top_p, &req.stop)?;
 
     let context = model.info.context_length;
     if prompt.len() > context.saturating_mul(model.info.max_token_bytes) {
@@ -197,22 +184,7 @@ pub fn validate_forwarded(req: &GenerateRequest, cfg: &Config) -> Result<String,
             return Err(V::MaxNewTokens { limit: cfg.max_new_tokens_limit, got: n });
         }
     }
-    if let Some(t) = req.temperature {
-        if !(t == 0.0 || t.is_finite() && t >= MIN_TEMPERATURE) {
-            return Err(V::Temperature(t));
-        }
-    }
-    if let Some(p) = req.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(V::TopP(p));
-        }
-    }
-    if req.stop.len() > MAX_STOP_STRINGS {
-        return Err(V::TooManyStops { max: MAX_STOP_STRINGS, got: req.stop.len() });
-    }
-    if req.stop.iter().any(String::is_empty) {
-        return Err(V::EmptyStop);
-    }
+    check_sampling(req.temperature, req.top_p, &req.stop)?;
     Ok(if req.request_id.is_empty() { new_request_id() } else { truncate(&req.request_id, 128) })
 }
 
@@ -223,6 +195,32 @@ pub fn truncate(s: &str, max_chars: usize) -> String {
 
 fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+/// The sampling and stop checks local and forwarded requests share.
+fn check_sampling(
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    stop: &[String],
+) -> Result<(), ValidationError> {
+    use ValidationError as V;
+    if let Some(t) = temperature {
+        if !(t == 0.0 || t.is_finite() && t >= MIN_TEMPERATURE) {
+            return Err(V::Temperature(t));
+        }
+    }
+    if let Some(p) = top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(V::TopP(p));
+        }
+    }
+    if stop.len() > MAX_STOP_STRINGS {
+        return Err(V::TooManyStops { max: MAX_STOP_STRINGS, got: stop.len() });
+    }
+    if stop.iter().any(String::is_empty) {
+        return Err(V::EmptyStop);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
