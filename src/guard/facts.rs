@@ -371,6 +371,22 @@ mod tests {
     }
 
     #[test]
+    fn the_pre_gate_passes_a_window_sharing_enough_distinctive_words_with_one_entry() {
+        let stems = |t: &str| lexical::distinctive_stems(&normalize::words(t).words);
+        let none = HashSet::new();
+        let on_topic = stems("Friedrichsen plays with the cellist");
+        assert!(index().gate(&on_topic, |_| 1, &none));
+        assert!(index().gate(&on_topic, |_| 2, &none));
+        assert!(!index().gate(&on_topic, |_| 3, &none));
+        let off_topic = stems("Water tomatoes at the roots and stake them early");
+        assert!(!index().gate(&off_topic, |_| 1, &none));
+        // An entry in scope needs one shared word, whatever its set's minimum.
+        let one = stems("a cellist");
+        assert!(!index().gate(&one, |_| 2, &none));
+        assert!(index().gate(&one, |_| 2, &HashSet::from([0])));
+    }
+
+    #[test]
     fn numbers_dates_and_names_are_facts_in_any_spelling() {
         let kinds = |t: &str| facts(t).iter().map(|f| f.kind).collect::<Vec<_>>();
         use FactKind::*;
