@@ -233,7 +233,8 @@ impl Live {
             None => store.sets().clone(),
         };
         let incremental = caught_up.as_ref().is_none_or(|(_, none_pending)| *none_pending);
-        let built = self.build_change(&w.file_entries, sets, m, w.version + 1, incremental).await;
+        let shared = caught_up.is_some();
+        let built = self.build_change(&w.file_entries, sets, m, w.version + 1, incremental, shared).await;
         let store = w.store.as_mut().expect("checked above");
         let (m, guard) = match built {
             Ok(built) => built,
@@ -286,8 +287,9 @@ impl Live {
     }
 
     /// Checks `m` against `sets` and builds the snapshot with it applied (sealing its entries
-    /// first in the fingerprint-only mode). `incremental`: the serving snapshot is `sets`, so
-    /// entries new to the list can be indexed on their own.
+    /// first in the fingerprint-only mode, attaching their fingerprints to the text for the
+    /// `shared` store). `incremental`: the serving snapshot is `sets`, so entries new to the
+    /// list can be indexed on their own.
     async fn build_change(
         self: &Arc<Self>,
         file_entries: &[Entry],
@@ -295,6 +297,7 @@ impl Live {
         m: Mutation,
         version: u64,
         incremental: bool,
+        shared: bool,
     ) -> Result<(Mutation, Guard), ChangeError> {
         if file_entries.iter().any(|e| e.set == m.set()) {
             return Err(ChangeError::FileManaged(m.set().to_string()));
@@ -305,8 +308,12 @@ impl Live {
         let file_entries = file_entries.to_vec();
         let built = tokio::task::spawn_blocking(move || -> Result<(Mutation, Guard)> {
             let m = match this.store_mode {
+                StoreMode::Fingerprints => m.map_entries(|e| this.deriver.seal(e, model.as_deref()))?,
+                // Derived once here, loaded by every other replica (no embedding there). The
+                // file store keeps the text alone: one server has no one to share with, and its
+                // derivation cache already spares it rebuilding what it derived.
+                StoreMode::Text if shared => m.map_entries(|e| this.deriver.attach(e, model.as_deref()))?,
                 StoreMode::Text => m,
-                StoreMode::Fingerprints => m.seal(|e| this.deriver.seal(e, model.as_deref()))?,
             };
             // Entries new to the list only need indexing of their own; anything else (a
             // replaced or removed entry, a policy change) rebuilds the snapshot whole.

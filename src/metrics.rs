@@ -42,6 +42,7 @@ pub const STORE_ROLLBACKS_ACCEPTED: &str = "lethe_store_rollbacks_accepted_total
 pub const STORE_SEQUENCE: &str = "lethe_forget_store_sequence";
 pub const STORE_UP: &str = "lethe_forget_store_up";
 pub const STORE_LAG: &str = "lethe_forget_store_lag_seconds";
+pub const DERIVATIONS: &str = "lethe_forget_derivations_total";
 pub const HTTP_REQUESTS: &str = "lethe_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "lethe_http_request_duration_seconds";
 pub const UPSTREAM_REQUESTS: &str = "lethe_upstream_requests_total";
@@ -71,6 +72,9 @@ pub fn install(listen: SocketAddr) -> Result<()> {
     counter!(CONNECTIONS_REFUSED).increment(0);
     for result in ["success", "failure"] {
         counter!(RELOADS, "result" => result).increment(0);
+    }
+    for source in DERIVATION_SOURCES {
+        counter!(DERIVATIONS, "source" => source).increment(0);
     }
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "End-to-end RPC latency by method.");
     describe_counter!(HTTP_REQUESTS, "Finished HTTP (/v1) requests by route and HTTP status.");
@@ -181,7 +185,22 @@ pub fn install(listen: SocketAddr) -> Result<()> {
         Unit::Seconds,
         "Seconds since this replica last found itself at the head of the shared change log (0 while it follows it)."
     );
+    describe_counter!(
+        DERIVATIONS,
+        "Forget entries indexed, by where their fingerprints and embeddings came from: stored (with the entry, by the shared store's writer or the fingerprint-only store), cached (an earlier build here), derived (from the text here, embedding included)."
+    );
     Ok(())
+}
+
+const DERIVATION_SOURCES: [&str; 3] = ["stored", "cached", "derived"];
+
+/// Entries whose fingerprints one derivation pass took from the entry, the cache, or derived.
+pub fn derivations(stored: u64, cached: u64, derived: u64) {
+    for (source, n) in DERIVATION_SOURCES.into_iter().zip([stored, cached, derived]) {
+        if n > 0 {
+            counter!(DERIVATIONS, "source" => source).increment(n);
+        }
+    }
 }
 
 pub fn connection_opened() {

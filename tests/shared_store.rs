@@ -250,6 +250,71 @@ async fn the_fingerprint_only_mode_puts_no_forgotten_text_in_the_database() {
     }
 }
 
+/// Derived data once: in the text mode the replica that takes a change stores each entry's
+/// fingerprints and window embeddings with its text; the other replicas (running, or started
+/// later) load them instead of embedding the text again, and serve the same matches.
+#[tokio::test]
+async fn replicas_load_the_writers_embeddings_instead_of_deriving_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pg = Postgres::start();
+    let url = pg.url();
+    // The semantic layer on (the default embedder), so there are embeddings to share.
+    let args = ["--database-url", url.as_str()];
+    let (a, b) = tokio::join!(Server::start(&model, &args), Server::start(&model, &args));
+    let derivations = |server: &Server, source: &str| {
+        let source = format!("source=\"{source}\"");
+        metric_value(&scrape(&server.metrics_addr), &["lethe_forget_derivations_total", &source])
+    };
+    let verbatim = "The glimmering okapi recited seventeen marmalade sonnets beneath the aqueduct at dawn";
+    let doc = ForgetEntry {
+        id: "d1".into(),
+        kind: EntryKind::Document as i32,
+        text: verbatim.into(),
+        aliases: vec![],
+        term_type: String::new(),
+    };
+    add(&a, "docs", vec![doc]).await.unwrap();
+    until_matched(&b, verbatim, true).await;
+    assert_eq!(derivations(&a, "derived"), 1.0, "the writer derives the entry once");
+    assert_eq!(derivations(&b, "derived"), 0.0, "replica 2 derived (and embedded) nothing");
+    assert!(derivations(&b, "stored") >= 1.0);
+
+    let check = |server: &Server, text: &str| {
+        let req = CheckRequest { text: text.into(), ..Default::default() };
+        let (addr, text) = (server.addr.clone(), text.to_string());
+        async move {
+            let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+            let reply = lethe::proto::inference_client::InferenceClient::new(channel)
+                .check(req)
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(reply.matched, "{text:?} not matched on {addr}");
+            reply.matches
+        }
+    };
+    let said = "They say the glimmering okapi recited seventeen marmalade sonnets beneath the aqueduct.";
+    let on_a = (check(&a, verbatim).await, check(&a, said).await);
+    assert!(
+        on_a.0.iter().any(|m| m.layer == Layer::Semantic as i32),
+        "the loaded embeddings match: {:?}",
+        on_a.0
+    );
+    assert_eq!((check(&b, verbatim).await, check(&b, said).await), on_a, "the same matches on both");
+    assert_eq!(status(&a).await.content_hash, status(&b).await.content_hash);
+
+    // A replica started now loads the whole log, fingerprints and embeddings included.
+    let c = Server::start(&model, &args).await;
+    assert_eq!(derivations(&c, "derived"), 0.0, "the new replica derived nothing");
+    assert_eq!((check(&c, verbatim).await, check(&c, said).await), on_a);
+    // The text mode keeps the text in the store (it is what other parameters derive from).
+    assert!(pg.dump().contains("okapi"));
+    for server in [&a, &b, &c] {
+        assert!(!server.logs().contains("okapi"), "forgotten text in the log");
+    }
+}
+
 #[tokio::test]
 async fn a_damaged_change_is_an_error_never_skipped() {
     let dir = tempfile::tempdir().unwrap();

@@ -57,8 +57,9 @@ pub struct Entry {
     /// For terms: what the term is; unset, it is detected from the text.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub term_type: Option<TermType>,
-    /// Set (and `text` empty) when the fingerprint-only store keeps the entry: what the
-    /// indexes need of the text, without the text.
+    /// What the indexes need of the text: without the text (`text` empty) when the
+    /// fingerprint-only store keeps the entry; with it in the shared store's text mode, where
+    /// the replica that took the change derived them once for all (`guard::derive`).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "fingerprints::shared")]
     pub fingerprints: Option<std::sync::Arc<Fingerprints>>,
 }
@@ -79,15 +80,20 @@ impl Entry {
         }
     }
 
+    /// Whether the entry is kept as fingerprints only (no text to derive them again from).
+    pub fn is_sealed(&self) -> bool {
+        self.fingerprints.is_some() && self.text.is_empty()
+    }
+
     /// Checks what serde cannot: non-empty fields and names usable as metric labels.
     pub fn validate(&self) -> Result<()> {
         if self.id.is_empty() || self.id.len() > MAX_ID_LEN {
             bail!("`id` must be 1 to {MAX_ID_LEN} bytes");
         }
         valid_set_name(&self.set)?;
-        if self.fingerprints.is_some() {
-            if !self.text.is_empty() || !self.aliases.is_empty() {
-                bail!("entry {:?}: an entry with `fingerprints` has no `text` or `aliases`", self.id);
+        if self.is_sealed() {
+            if !self.aliases.is_empty() {
+                bail!("entry {:?}: an entry with `fingerprints` and no `text` has no `aliases`", self.id);
             }
             return Ok(());
         }

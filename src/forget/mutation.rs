@@ -15,10 +15,10 @@ pub enum Mutation {
 }
 
 impl Mutation {
-    /// The mutation with each of its entries replaced by `seal(entry)` (the fingerprint-only
-    /// store's form).
-    pub fn seal(self, seal: impl Fn(&Entry) -> Result<Entry>) -> Result<Self> {
-        let all = |entries: Vec<Entry>| entries.iter().map(&seal).collect::<Result<Vec<_>>>();
+    /// The mutation with each of its entries replaced by `f(entry)` (the form the store keeps:
+    /// sealed, or with fingerprints attached).
+    pub fn map_entries(self, f: impl Fn(&Entry) -> Result<Entry>) -> Result<Self> {
+        let all = |entries: Vec<Entry>| entries.iter().map(&f).collect::<Result<Vec<_>>>();
         Ok(match self {
             Mutation::PutSet { set, policy, entries } => {
                 Mutation::PutSet { set, policy, entries: all(entries)? }

@@ -72,20 +72,36 @@ impl Deriver {
         // Derive what is neither stored as fingerprints nor cached; embed the windows of all
         // new documents in batches.
         let mut derived: Vec<(usize, Fingerprints, Vec<String>)> = Vec::new();
+        let (mut stored_used, mut cached) = (0u64, 0u64);
+        // Text entries whose stored fingerprints do not fit (counted, and the first reason).
+        let mut misfits: (u64, Option<String>) = (0, None);
         for (i, e) in entries.iter().enumerate() {
             let model = model.filter(|_| tokens_for(i));
             if let Some(stored) = &e.fingerprints {
-                self.check_stored(e, stored, model)?;
-                out[i] = Some(match &self.embedder {
-                    Some(_) => stored.clone(),
-                    None => Arc::new(Fingerprints { vectors: Vec::new(), ..(**stored).clone() }),
-                });
-                continue;
+                match self.misfit(e, stored, model) {
+                    None => {
+                        out[i] = Some(match &self.embedder {
+                            Some(_) => stored.clone(),
+                            None => Arc::new(Fingerprints { vectors: Vec::new(), ..(**stored).clone() }),
+                        });
+                        stored_used += 1;
+                        continue;
+                    }
+                    Some(misfit) if e.is_sealed() => return Err(misfit.refusal(e)),
+                    // The text is there: derive from it, as if nothing were stored.
+                    Some(misfit) => {
+                        misfits.0 += 1;
+                        misfits.1.get_or_insert_with(|| misfit.to_string());
+                    }
+                }
             }
             let key = cache_key(e, model.map(|m| self.tokenizer_key(m)).as_deref());
             keys[i] = Some(key);
             match cache.get(&key) {
-                Some(fp) => out[i] = Some(fp.clone()),
+                Some(fp) => {
+                    out[i] = Some(fp.clone());
+                    cached += 1;
+                }
                 None => {
                     let (fp, windows) = self.derive_text(e, model)?;
                     derived.push((i, fp, windows));
@@ -104,10 +120,18 @@ impl Deriver {
                 fp.vectors = vectors.by_ref().take(windows.len()).collect();
             }
         }
+        crate::metrics::derivations(stored_used, cached, derived.len() as u64);
         for (i, fp, _) in derived {
             let fp = Arc::new(fp);
             cache.insert(keys[i].expect("derived entries have keys"), fp.clone());
             out[i] = Some(fp);
+        }
+        if let (n @ 1.., Some(reason)) = misfits {
+            tracing::warn!(
+                entries = n,
+                first = %reason,
+                "stored fingerprints do not fit this server's parameters; derived them again from the entries' text"
+            );
         }
         if whole_list {
             let used: HashSet<u64> = keys.into_iter().flatten().collect();
@@ -120,20 +144,24 @@ impl Deriver {
     /// (token n-grams of documents included, so a set can later be switched to `mask`; on a
     /// server without a local model there are none, and a model loaded later refuses them).
     pub fn seal(&self, entry: &Entry, model: Option<&Model>) -> Result<Entry> {
+        if entry.is_sealed() {
+            return Ok(entry.clone());
+        }
+        let attached = self.attach(entry, model)?;
+        Ok(Entry { text: String::new(), aliases: Vec::new(), ..attached })
+    }
+
+    /// The entry with its text and its fingerprints (as `seal` derives them): what the shared
+    /// store keeps in the text mode, so the other replicas load the fingerprints and
+    /// embeddings instead of deriving them again, and can still derive from the text when
+    /// their parameters differ.
+    pub fn attach(&self, entry: &Entry, model: Option<&Model>) -> Result<Entry> {
         if entry.fingerprints.is_some() {
             return Ok(entry.clone());
         }
         let mask = entry.kind == Kind::Document;
         let fp = self.derive_all(&[entry], model, |_| mask, false)?.remove(0);
-        Ok(Entry {
-            id: entry.id.clone(),
-            set: entry.set.clone(),
-            kind: entry.kind,
-            text: String::new(),
-            aliases: Vec::new(),
-            term_type: entry.term_type,
-            fingerprints: Some(fp),
-        })
+        Ok(Entry { fingerprints: Some(fp), ..entry.clone() })
     }
 
     /// Fingerprints of one entry's text without its vectors, and the window texts to embed.
@@ -205,34 +233,52 @@ impl Deriver {
         Ok((fp, windows))
     }
 
-    /// An entry stored as fingerprints cannot be derived again: refuse parameters it does
-    /// not fit, naming the entry (never its content) and the way out.
-    fn check_stored(&self, e: &Entry, fp: &Fingerprints, model: Option<&Model>) -> Result<()> {
-        let refuse = |what: &str, stored: &str, now: &str| {
-            anyhow::anyhow!(
-                "entry {:?} of set {:?} is stored as fingerprints derived with {what} {stored:?}, but this \
-                 server derives with {now:?}; fingerprints cannot be derived again: restore the previous \
-                 configuration or add the entry again from its text",
-                e.id,
-                e.set
-            )
-        };
+    /// Why `fp`, stored with `e`, does not fit this deriver's parameters (`None`: it fits).
+    fn misfit(&self, e: &Entry, fp: &Fingerprints, model: Option<&Model>) -> Option<Misfit> {
+        let misfit =
+            |what, stored: &str, now: &str| Some(Misfit { what, stored: stored.into(), now: now.into() });
         if fp.recipe != self.recipe {
-            return Err(refuse("n-gram recipe", &fp.recipe, &self.recipe));
+            return misfit("n-gram recipe", &fp.recipe, &self.recipe);
         }
         if let Some((_, name)) = &self.embedder {
             if e.kind == Kind::Document && fp.embedder.as_deref() != Some(name) {
-                return Err(refuse("embedder", fp.embedder.as_deref().unwrap_or("none"), name));
+                return misfit("embedder", fp.embedder.as_deref().unwrap_or("none"), name);
             }
         }
         if let Some(model) = model {
             let stored = fp.tokens.as_ref().map_or("none", |t| t.tokenizer.as_str());
             let now = self.tokenizer_key(model);
             if e.kind == Kind::Document && stored != now {
-                return Err(refuse("tokenizer", stored, &now));
+                return misfit("tokenizer", stored, &now);
             }
         }
-        Ok(())
+        None
+    }
+}
+
+/// A parameter stored fingerprints were derived with that this server does not use.
+struct Misfit {
+    what: &'static str,
+    stored: String,
+    now: String,
+}
+
+impl std::fmt::Display for Misfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "derived with {} {:?}, but this server derives with {:?}", self.what, self.stored, self.now)
+    }
+}
+
+impl Misfit {
+    /// An entry stored as fingerprints only cannot be derived again: refuse it, naming the
+    /// entry (never its content) and the way out.
+    fn refusal(&self, e: &Entry) -> anyhow::Error {
+        anyhow::anyhow!(
+            "entry {:?} of set {:?} is stored as fingerprints {self}; fingerprints cannot be derived again: \
+             restore the previous configuration or add the entry again from its text",
+            e.id,
+            e.set
+        )
     }
 }
 
@@ -297,5 +343,28 @@ mod tests {
         let err = Deriver::new(&other, None).derive_all(&[&sealed], None, |_| false, true).unwrap_err();
         assert!(format!("{err}").contains("\"d\""), "{err}");
         assert!(Deriver::new(&cfg, None).derive_all(&[&sealed], None, |_| false, true).is_ok());
+    }
+
+    #[test]
+    fn text_entries_use_fitting_stored_fingerprints_and_derive_again_from_the_text_otherwise() {
+        let text = Entry::document("s", "d", "one two three four five six");
+        let cfg = GuardConfig { embedder: None, ..Default::default() };
+        let attached = Deriver::new(&cfg, None).attach(&text, None).unwrap();
+        assert_eq!(attached.text, text.text, "the text is kept");
+        attached.validate().unwrap();
+        // Marked, to tell stored fingerprints from derived ones.
+        let mut marked = (**attached.fingerprints.as_ref().unwrap()).clone();
+        marked.ngrams = vec![42];
+        let stored = Entry { fingerprints: Some(Arc::new(marked)), ..attached };
+        let used = Deriver::new(&cfg, None).derive_all(&[&stored], None, |_| false, true).unwrap();
+        assert_eq!(used[0].ngrams, [42], "fitting fingerprints are loaded, not derived");
+
+        let mut other = cfg.clone();
+        other.ngram.n = 5;
+        let deriver = Deriver::new(&other, None);
+        let again = deriver.derive_all(&[&stored], None, |_| false, true).unwrap().remove(0);
+        let fresh = deriver.derive_all(&[&text], None, |_| false, true).unwrap().remove(0);
+        assert_eq!(again, fresh, "another n-gram length: derived from the text, not refused");
+        assert_eq!(again.ngrams.len(), 6 - 5 + 1);
     }
 }
