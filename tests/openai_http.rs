@@ -5,7 +5,7 @@
 mod common;
 
 use common::http::{get, post, Reply};
-use common::passage::longest_shared_run;
+use common::passage::{forget_config_of, longest_shared_run};
 use common::{free_port, metric_value, scrape, tiny_model, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -192,6 +192,15 @@ struct Seen {
     request: Value,
 }
 
+/// The scripted engine on a free loopback port: its address, and what it saw.
+async fn start_fake_engine() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = engine.local_addr().unwrap();
+    let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(fake_engine(engine, seen_tx));
+    (addr, seen)
+}
+
 /// Serves one scripted exchange per connection: the script is picked by the last word of the
 /// request's last message. Sends each event in two writes split mid-event, with pauses, and
 /// watches for Lethe closing the socket.
@@ -323,23 +332,12 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> (String, Value) {
 async fn upstream_mode_guards_a_scripted_engine() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let engine_addr = engine.local_addr().unwrap();
-    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(fake_engine(engine, seen_tx));
+    let (engine_addr, mut seen) = start_fake_engine().await;
 
-    let list = dir.path().join("forget.jsonl");
-    let entry = json!({"id": "bio-1", "set": "people", "kind": "document", "text": PASSAGE});
-    std::fs::write(&list, format!("{entry}\n")).unwrap();
-    let config = dir.path().join("lethe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[guard]\nforget = {:?}\n[guard.sets.people]\naction = \"block\"\n\n[[upstream]]\nname = \"fake\"\nurl = \"http://{engine_addr}/v1\"\nmodels = [\"big-model\"]\n",
-            list.display().to_string()
-        ),
-    )
-    .unwrap();
+    let upstream = format!(
+        "[[upstream]]\nname = \"fake\"\nurl = \"http://{engine_addr}/v1\"\nmodels = [\"big-model\"]\n\n"
+    );
+    let config = forget_config_of(dir.path(), PASSAGE, "block", &upstream);
     let http = format!("127.0.0.1:{}", free_port());
     let server = Server::start(
         &model,
@@ -521,24 +519,10 @@ async fn upstream_mode_guards_a_scripted_engine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_only_an_upstream_loads_no_model() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let engine_addr = engine.local_addr().unwrap();
-    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(fake_engine(engine, seen_tx));
+    let (engine_addr, mut seen) = start_fake_engine().await;
 
     // A `mask` set: without a local model nothing can be masked, so it blocks the upstream.
-    let list = dir.path().join("forget.jsonl");
-    let entry = json!({"id": "bio-1", "set": "people", "kind": "document", "text": PASSAGE});
-    std::fs::write(&list, format!("{entry}\n")).unwrap();
-    let config = dir.path().join("lethe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[guard]\nforget = {:?}\n[guard.sets.people]\naction = \"mask\"\n",
-            list.display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = forget_config_of(dir.path(), PASSAGE, "mask", "");
     let http = format!("127.0.0.1:{}", free_port());
     let upstream = format!("http://{engine_addr}/v1");
     let server = Server::start_without_model(&[
@@ -700,10 +684,7 @@ async fn tls_front(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_upstreams_are_verified_against_their_ca_file() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let engine_addr = engine.local_addr().unwrap();
-    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(fake_engine(engine, seen_tx));
+    let (engine_addr, mut seen) = start_fake_engine().await;
     let (authority, rogue) = (test_ca("Engine CA"), test_ca("Rogue CA"));
     let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let front_addr = front.local_addr().unwrap();
@@ -814,10 +795,7 @@ async fn https_upstreams_are_verified_against_their_ca_file() {
 /// and the engine's connection is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_deadlines_end_forwarded_requests() {
-    let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let engine_addr = engine.local_addr().unwrap();
-    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(fake_engine(engine, seen_tx));
+    let (engine_addr, mut seen) = start_fake_engine().await;
     let upstream = format!("http://{engine_addr}/v1");
     let server = Server::start_without_model(&["--upstream", &upstream, "--no-semantic"]).await;
     let mut client = server.client().await;

@@ -27,8 +27,13 @@ pub fn longest_shared_run(text: &str, source: &str) -> usize {
 /// that loads it with the set on `action`, after `before` (top-level keys or other tables);
 /// returns the config's path.
 pub fn forget_config(dir: &Path, action: &str, before: &str) -> PathBuf {
+    forget_config_of(dir, BIO, action, before)
+}
+
+/// As [`forget_config`], forgetting `text` instead of `BIO`.
+pub fn forget_config_of(dir: &Path, text: &str, action: &str, before: &str) -> PathBuf {
     let list = dir.join("forget.jsonl");
-    let entry = serde_json::json!({"id": "bio-1", "set": "people", "kind": "document", "text": BIO});
+    let entry = serde_json::json!({"id": "bio-1", "set": "people", "kind": "document", "text": text});
     std::fs::write(&list, format!("{entry}\n")).unwrap();
     let config = dir.join("lethe.toml");
     let guard = format!(
