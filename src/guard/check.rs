@@ -200,12 +200,11 @@ impl Guard {
     ) -> Result<Vec<Finding>> {
         let Some((embedder, index)) = &self.semantic else { return Ok(Vec::new()) };
         let p = self.params;
+        let gated = !exact && self.semantic_gated();
         let windows: Vec<(Range<usize>, Vec<u64>)> = spans
             .iter()
             .map(|s| (s.clone(), lexical::distinctive_stems(&normalize::words(&text[s.clone()]).words)))
-            .filter(|(_, stems)| {
-                exact || !self.semantic_gated() || self.facts.gate(stems, |e| self.gate_min(e), scoped)
-            })
+            .filter(|(_, stems)| !gated || self.facts.gate(stems, |e| self.gate_min(e), scoped))
             .collect();
         let mut out = Vec::new();
         for chunk in windows.chunks(EMBED_BATCH) {
